@@ -1,0 +1,1 @@
+"""The data path: video list -> sample -> decode -> transform."""
