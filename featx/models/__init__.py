@@ -1,1 +1,24 @@
 """Recognizers and backbones, built from a config's ``model`` dict through ``featx.registry.MODELS``."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from torch import nn
+
+from featx.errors import UserError
+from featx.models import resnet, resnet3d  # noqa: F401  (registers the backbones)
+from featx.models.fuse import fuse_conv_bn
+from featx.models.recognizers import Recognizer, Recognizer2D, Recognizer3D
+from featx.registry import MODELS
+
+__all__ = ["Recognizer", "Recognizer2D", "Recognizer3D", "build_model", "fuse_conv_bn"]
+
+
+def build_model(model_cfg: Mapping[str, Any]) -> nn.Module:
+    """Build a recognizer from a config's ``model`` dict, in eval mode (weights still to load)."""
+    model = MODELS.build(model_cfg)
+    if not isinstance(model, Recognizer):
+        raise UserError(
+            f"model.type={model_cfg['type']!r} is not a recognizer (Recognizer2D or Recognizer3D)"
+        )
+    return model.eval()

@@ -1,0 +1,87 @@
+"""MMAction2 0.x ``Recognizer2D``/``Recognizer3D`` in feature-extraction mode: backbone + pooling.
+
+No head or neck is built: a checkpoint's ``cls_head.*`` keys are unexpected for these models.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from featx.errors import UserError
+from featx.registry import MODELS
+
+
+class Recognizer(nn.Module):
+    """A backbone whose output is average-pooled per view, then averaged over the views.
+
+    As MMAction2's ``_do_test`` with ``feature_extraction=True``: views are flattened into the
+    batch, the backbone output pooled to one value per channel (several ``out_indices`` outputs
+    are pooled each and concatenated, as Recognizer3D does), reshaped to (B, V, D) and averaged
+    over V. ``test_cfg.max_testing_views`` runs the backbone on that many views at a time (same
+    result, less memory); featx allows it with any batch size.
+    """
+
+    view_ndim: ClassVar[int]  # dimensions of one view: (C, H, W) or (C, T, H, W)
+    pool: ClassVar[Callable[[Tensor, int], Tensor]]
+
+    def __init__(
+        self,
+        backbone: Mapping[str, Any],
+        cls_head: Mapping[str, Any] | None = None,
+        neck: Mapping[str, Any] | None = None,
+        train_cfg: Mapping[str, Any] | None = None,
+        test_cfg: Mapping[str, Any] | None = None,
+        **ignored: Any,
+    ) -> None:
+        super().__init__()
+        del cls_head, train_cfg, ignored  # the head and training settings play no part in features
+        if neck is not None:
+            raise UserError(
+                f"{type(self).__name__}: a neck is not supported (featx pools the backbone output); "
+                "set model.neck=None"
+            )
+        self.backbone = MODELS.build(backbone)
+        views = (test_cfg or {}).get("max_testing_views")
+        if views is not None and (isinstance(views, bool) or not isinstance(views, int) or views < 1):
+            raise UserError(f"test_cfg.max_testing_views={views!r} must be a positive int or None")
+        self.max_testing_views: int | None = views
+
+    def forward_views(self, imgs: Tensor) -> Tensor:
+        """(B, V, *view) -> (B, V, D): one pooled backbone feature per view."""
+        if imgs.dim() != 2 + self.view_ndim:
+            raise ValueError(
+                f"{type(self).__name__} expects a {2 + self.view_ndim}-D input (batch, views, ...), "
+                f"got shape {tuple(imgs.shape)}"
+            )
+        batches, views = imgs.shape[:2]
+        flat = imgs.reshape((batches * views,) + imgs.shape[2:])
+        chunks = flat.split(self.max_testing_views or flat.shape[0])
+        return torch.cat([self._pooled(chunk) for chunk in chunks]).reshape(batches, views, -1)
+
+    def forward(self, imgs: Tensor) -> Tensor:
+        """(B, V, *view) -> (B, D): the view features averaged."""
+        return self.forward_views(imgs).mean(1)
+
+    def _pooled(self, x: Tensor) -> Tensor:
+        out = self.backbone(x)
+        outs = out if isinstance(out, tuple) else (out,)
+        return torch.cat([self.pool(o, 1).flatten(1) for o in outs], dim=1)
+
+
+@MODELS.register()
+class Recognizer2D(Recognizer):
+    """Input (B, V, C, H, W); features pooled over space."""
+
+    view_ndim = 3
+    pool = staticmethod(F.adaptive_avg_pool2d)
+
+
+@MODELS.register()
+class Recognizer3D(Recognizer):
+    """Input (B, V, C, T, H, W); features pooled over time and space."""
+
+    view_ndim = 4
+    pool = staticmethod(F.adaptive_avg_pool3d)
