@@ -1,0 +1,84 @@
+"""Frame sampling: which frames of a video make up its clips (MMAction2 0.x ``SampleFrames``)."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from featx.errors import UserError
+from featx.registry import TRANSFORMS
+
+log = logging.getLogger(__name__)
+
+OUT_OF_BOUND_OPTS = ("loop", "repeat_last")
+
+
+@TRANSFORMS.register()
+class SampleFrames:
+    """Choose ``num_clips`` clips of ``clip_len`` frames, ``frame_interval`` apart, spread evenly.
+
+    Feature extraction always samples by the deterministic test-mode rule, as the reference's
+    dataset does: ``test_mode=False`` is accepted and still samples that way. ``keep_tail_frames``
+    only affects training sampling and is accepted for config compatibility; ``start_index`` is
+    ignored as in MMAction2 0.x (it comes from the dataset, 0 for videos).
+    """
+
+    def __init__(
+        self,
+        clip_len: int,
+        frame_interval: int = 1,
+        num_clips: int = 1,
+        temporal_jitter: bool = False,
+        twice_sample: bool = False,
+        out_of_bound_opt: str = "loop",
+        test_mode: bool = False,
+        start_index: int | None = None,
+        keep_tail_frames: bool = False,
+    ) -> None:
+        for name, value in (("clip_len", clip_len), ("frame_interval", frame_interval), ("num_clips", num_clips)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserError(f"SampleFrames: {name} must be a positive integer, got {value!r}")
+        if temporal_jitter:
+            raise UserError("SampleFrames: temporal_jitter=True is random; feature extraction needs it off")
+        if out_of_bound_opt not in OUT_OF_BOUND_OPTS:
+            raise UserError(f"SampleFrames: out_of_bound_opt must be one of {OUT_OF_BOUND_OPTS}, got {out_of_bound_opt!r}")
+        if start_index is not None:
+            log.warning("SampleFrames: start_index=%r is ignored (it comes from the dataset, 0 for videos)", start_index)
+        self.clip_len = clip_len
+        self.frame_interval = frame_interval
+        self.num_clips = num_clips
+        self.twice_sample = twice_sample
+        self.out_of_bound_opt = out_of_bound_opt
+
+    def clip_offsets(self, total_frames: int) -> np.ndarray:
+        """First frame of each clip (test mode); float when ``twice_sample`` adds unshifted offsets."""
+        span = self.clip_len * self.frame_interval
+        avg = (total_frames - span + 1) / float(self.num_clips)
+        if total_frames <= span - 1:
+            return np.zeros(self.num_clips, dtype=np.int64)
+        base = np.arange(self.num_clips) * avg
+        offsets = (base + avg / 2.0).astype(np.int64)
+        if self.twice_sample:
+            # As the reference: the unshifted offsets stay float until the final int cast.
+            return np.concatenate([offsets, base])
+        return offsets
+
+    def frame_indices(self, total_frames: int, start_index: int = 0) -> np.ndarray:
+        """The flat int64 indices, clip after clip, out-of-range ones looped or clamped."""
+        offsets = self.clip_offsets(total_frames)
+        inds = offsets[:, None] + np.arange(self.clip_len)[None, :] * self.frame_interval
+        if self.out_of_bound_opt == "loop":
+            inds = np.mod(inds, total_frames)
+        else:  # repeat_last: indices past the end become the clip's last valid index
+            safe = inds < total_frames
+            last = np.max(safe * inds, axis=1)
+            inds = np.where(safe, inds, last[:, None])
+        return (inds.reshape(-1) + start_index).astype(np.int64)
+
+    def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
+        results["frame_inds"] = self.frame_indices(results["total_frames"], results.get("start_index", 0))
+        results["clip_len"] = self.clip_len
+        results["frame_interval"] = self.frame_interval
+        results["num_clips"] = self.num_clips
+        return results

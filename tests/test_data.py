@@ -1,0 +1,368 @@
+"""The data path: video list, sampling, decoding and transforms, checked against MMAction2 0.x's golden data."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from torch.utils.data import DataLoader
+
+from conftest import GOLDEN, VIDEOS
+from featx.data import VideoDataset, VideoItem, build_pipeline, read_video_list
+from featx.data.decode import DecordReader
+from featx.errors import UserError, VideoError
+from featx.registry import DECODERS, TRANSFORMS
+
+MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
+NORMALIZE = dict(type="Normalize", mean=MEAN, std=STD, to_bgr=False)
+VIDEO_NAMES = sorted(p.name for p in VIDEOS.iterdir())
+
+
+def case_pipeline(clip_len: int, interval: int, num_clips: int, crop: dict, input_format: str) -> list[dict]:
+    """A test pipeline as the shipped configs write it."""
+    return [
+        dict(type="DecordInit", num_threads=1),
+        dict(type="SampleFrames", clip_len=clip_len, frame_interval=interval, num_clips=num_clips, test_mode=True),
+        dict(type="DecordDecode"),
+        dict(type="Resize", scale=(-1, 256)),
+        crop,
+        NORMALIZE,
+        dict(type="FormatShape", input_format=input_format),
+        dict(type="Collect", keys=["imgs"], meta_keys=[]),
+        dict(type="ToTensor", keys=["imgs"]),
+    ]
+
+
+CASES = {
+    "tsn_clip": case_pipeline(1, 1, 25, dict(type="CenterCrop", crop_size=256), "NCHW"),
+    "slowonly_clip": case_pipeline(4, 16, 10, dict(type="CenterCrop", crop_size=256), "NCTHW"),
+    "slowonly_k400_3crop": case_pipeline(4, 16, 10, dict(type="ThreeCrop", crop_size=256), "NCTHW"),
+    "tsn_k400_10crop": case_pipeline(1, 1, 25, dict(type="TenCrop", crop_size=224), "NCHW"),
+}
+
+
+def golden(case: str, kind: str) -> dict:
+    return json.loads((GOLDEN / f"{case}.{kind}.json").read_text())
+
+
+def run(cfgs: list[dict], results: dict) -> dict:
+    return build_pipeline(cfgs)(results)
+
+
+def transform(cfg: dict, **results) -> dict:
+    return TRANSFORMS.build(cfg)(results)
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def smooth_frames(n: int = 20, h: int = 48, w: int = 64) -> np.ndarray:
+    """Moving gradients, a different pattern per channel: (n, h, w, 3) uint8 RGB."""
+    y, x = np.mgrid[0:h, 0:w]
+    t = np.arange(n)[:, None, None]
+    rgb = [(x * 4 + t * 7) % 256, (y * 5 + t * 3) % 256, ((x + y) * 2 + t * 11) % 256]
+    return np.stack(rgb, axis=-1).astype(np.uint8)
+
+
+def encode(path: Path, frames: np.ndarray, codec: str, pix_fmt: str, options: dict[str, str]) -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=10)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
+        stream.options = options
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+LOSSLESS = [("libx264rgb", "rgb24", {"qp": "0"}), ("ffv1", "bgr0", {})]
+
+
+@pytest.mark.parametrize("codec, pix_fmt, options", LOSSLESS, ids=[c[0] for c in LOSSLESS])
+def test_decord_returns_exact_frames_in_request_order(tmp_path, codec, pix_fmt, options):
+    if codec not in av.codecs_available:
+        pytest.skip(f"PyAV has no {codec} encoder")
+    frames = smooth_frames()
+    path = encode(tmp_path / f"lossless_{codec}.mkv", frames, codec, pix_fmt, options)
+    inds = np.array([5, 3, 3, 19, 0, 12, 5, 17, 1], dtype=np.int64)  # unsorted, with repeats
+    results = run([dict(type="DecordInit"), dict(type="DecordDecode")], {"filename": str(path), "frame_inds": inds})
+    assert results["total_frames"] == 20 and results["avg_fps"] == 10.0
+    assert results["imgs"].dtype == np.uint8 and results["imgs"].shape == (len(inds), 48, 64, 3)
+    assert np.array_equal(results["imgs"], frames[inds])
+    assert results["img_shape"] == results["original_shape"] == (48, 64)
+    assert "video_reader" not in results  # dropped after decoding
+
+    reader = DECODERS.build({"type": "decord"}, path=str(path))
+    assert len(reader) == 20 and np.array_equal(reader.get_frames(inds[::-1]), frames[inds[::-1]])
+    assert reader.get_frames(inds, accurate=False).shape == (len(inds), 48, 64, 3)  # key-frame seeks: approximate
+
+
+@pytest.mark.parametrize("name", VIDEO_NAMES)
+def test_fixture_videos_open(name):
+    reader = DecordReader(str(VIDEOS / name))
+    assert len(reader) > 0 and reader.avg_fps > 0
+
+
+# ---------------------------------------------------------------- sampling
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_sample_frames_matches_golden_indices(case):
+    sampler = TRANSFORMS.build(CASES[case][1])
+    for name, expected in golden(case, "frame_inds").items():
+        total = len(DecordReader(str(VIDEOS / name)))
+        got = sampler({"total_frames": total, "start_index": 0})["frame_inds"]
+        assert got.dtype == np.int64 and got.tolist() == expected, name
+
+
+def sample_inds(total_frames: int, start_index: int = 0, **kwargs) -> list[int]:
+    results = transform(dict(type="SampleFrames", test_mode=True, **kwargs), total_frames=total_frames, start_index=start_index)
+    return results["frame_inds"].tolist()
+
+
+def test_sample_frames_hand_computed():
+    assert sample_inds(180, clip_len=1, num_clips=25)[:8] == [3, 10, 18, 25, 32, 39, 46, 54]  # int(7.2k + 3.6)
+    assert sample_inds(18, clip_len=4, frame_interval=16, num_clips=10) == [0, 16, 14, 12] * 10  # span 64 > 18: offsets 0, looped
+    assert sample_inds(180, start_index=1, clip_len=1, num_clips=2) == [45 + 1, 135 + 1]
+    results = transform(dict(type="SampleFrames", clip_len=4, frame_interval=16, num_clips=10), total_frames=100)
+    assert (results["clip_len"], results["frame_interval"], results["num_clips"]) == (4, 16, 10)
+
+
+def test_sample_frames_train_mode_is_still_the_test_rule():
+    assert sample_inds(180, clip_len=1, num_clips=25) == transform(
+        dict(type="SampleFrames", clip_len=1, num_clips=25, test_mode=False), total_frames=180)["frame_inds"].tolist()
+
+
+def test_sample_frames_twice_sample():
+    assert sample_inds(10, clip_len=1, num_clips=2, twice_sample=True) == [2, 7, 0, 5]
+    # avg 3.5: shifted offsets 1, 5; the unshifted 0, 3.5 stay float until the final cast (3.5 + 3 -> 6)
+    assert sample_inds(12, clip_len=2, frame_interval=3, num_clips=2, twice_sample=True) == [1, 4, 5, 8, 0, 3, 3, 6]
+    # too short a video: N zero offsets, no second set
+    assert sample_inds(5, clip_len=4, frame_interval=2, num_clips=2, twice_sample=True) == [0, 2, 4, 1] * 2
+
+
+def test_sample_frames_repeat_last():
+    assert sample_inds(20, clip_len=4, frame_interval=8, num_clips=2, out_of_bound_opt="repeat_last") == [0, 8, 16, 16] * 2
+    assert sample_inds(20, clip_len=4, frame_interval=8, num_clips=2) == [0, 8, 16, 4] * 2
+
+
+# ---------------------------------------------------------------- the golden pipelines
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_pipeline_matches_golden_input_stats(case):
+    """Shape and per-view mean/std of the model input: pins resize, crop positions and order, normalisation."""
+    pipeline = build_pipeline(CASES[case])
+    for name, stats in golden(case, "input_stats").items():
+        imgs = pipeline({"filename": str(VIDEOS / name), "start_index": 0})["imgs"]
+        assert imgs.dtype == np.float32 and imgs.shape == tuple(stats["shape"][1:]), name
+        views = imgs.reshape(len(imgs), -1).astype(np.float64)
+        mean, std = np.array(stats["view_mean"]), np.array(stats["view_std"])
+        # The golden std is the unbiased one (ddof=1); a 1-pixel crop shift moves these by ~1e-3.
+        np.testing.assert_allclose(views.std(axis=1, ddof=1), std, rtol=1e-5, err_msg=name)
+        np.testing.assert_allclose(views.mean(axis=1), mean, rtol=0, atol=1e-5 * std.min(), err_msg=name)
+
+
+# ---------------------------------------------------------------- transforms on synthetic frames
+
+
+def coordinate_frames(n: int, h: int, w: int) -> np.ndarray:
+    """(n, h, w, 3) int32 frames whose channels are (frame index, y, x)."""
+    t, y, x = np.meshgrid(np.arange(n), np.arange(h), np.arange(w), indexing="ij")
+    return np.stack([t, y, x], axis=-1).astype(np.int32)
+
+
+@pytest.mark.parametrize("size, expected", [
+    ((240, 320), (341, 256)),  # (h, w) -> (new_w, new_h)
+    ((320, 240), (256, 341)),  # portrait: width is the short side
+    ((240, 426), (454, 256)),  # 426 * 256 / 240 = 454.4
+    ((144, 176), (313, 256)),
+])
+def test_resize_short_side(size, expected):
+    imgs = np.random.default_rng(0).integers(0, 256, (2, *size, 3), dtype=np.uint8)
+    out = transform(dict(type="Resize", scale=(-1, 256)), imgs=imgs)
+    assert out["imgs"].shape == (2, expected[1], expected[0], 3) and out["img_shape"] == (expected[1], expected[0])
+    assert out["imgs"].dtype == np.uint8
+    assert np.array_equal(out["imgs"][1], cv2.resize(imgs[1], expected, interpolation=cv2.INTER_LINEAR))
+
+
+@pytest.mark.parametrize("cfg, expected", [
+    (dict(scale=(256, -1)), (341, 256)),  # the -1 may come first
+    (dict(scale=(340, 256)), (340, 255)),  # both bounded: r = min(340/320, 256/240)
+    (dict(scale=0.5), (160, 120)),
+    (dict(scale=(224, 200), keep_ratio=False), (224, 200)),
+    (dict(scale=[-1, 256]), (341, 256)),  # a list, as --cfg-options may give
+])
+def test_resize_scales(cfg, expected):
+    out = transform(dict(type="Resize", **cfg), imgs=np.zeros((1, 240, 320, 3), np.uint8))
+    assert out["imgs"].shape[1:3] == expected[::-1]
+
+
+def test_resize_interpolation_names():
+    imgs = np.random.default_rng(1).integers(0, 256, (1, 30, 40, 3), dtype=np.uint8)
+    out = transform(dict(type="Resize", scale=(-1, 45), interpolation="bicubic"), imgs=imgs)["imgs"]
+    assert np.array_equal(out[0], cv2.resize(imgs[0], (60, 45), interpolation=cv2.INTER_CUBIC))
+
+
+def test_center_crop():
+    out = transform(dict(type="CenterCrop", crop_size=256), imgs=coordinate_frames(2, 256, 341))
+    assert out["imgs"].shape == (2, 256, 256, 3) and out["num_crops"] == 1
+    assert out["imgs"][0, 0, 0].tolist() == [0, 0, 42]  # left (341 - 256) // 2, top 0
+    out = transform(dict(type="CenterCrop", crop_size=(100, 50)), imgs=coordinate_frames(1, 120, 130))
+    assert out["imgs"].shape == (1, 50, 100, 3) and out["imgs"][0, 0, 0].tolist() == [0, 35, 15]
+
+
+@pytest.mark.parametrize("size, origins", [
+    ((256, 341), [(0, 0), (0, 84), (0, 42)]),  # (h, w), then (y, x) of each crop: left, right, middle
+    ((341, 256), [(0, 0), (84, 0), (42, 0)]),  # portrait: top, bottom, middle
+])
+def test_three_crop(size, origins):
+    out = transform(dict(type="ThreeCrop", crop_size=256), imgs=coordinate_frames(2, *size))
+    imgs = out["imgs"]
+    assert imgs.shape == (6, 256, 256, 3) and out["num_crops"] == 3
+    # crop-major: crop 1's two frames, then crop 2's, then crop 3's
+    assert [tuple(v[0, 0]) for v in imgs] == [(t, y, x) for y, x in origins for t in range(2)]
+
+
+def test_three_crop_needs_a_matching_side():
+    with pytest.raises(VideoError, match="ThreeCrop"):
+        transform(dict(type="ThreeCrop", crop_size=224), imgs=coordinate_frames(1, 256, 341))
+
+
+def test_ten_crop():
+    imgs = coordinate_frames(2, 256, 341)
+    out = transform(dict(type="TenCrop", crop_size=224), imgs=imgs)["imgs"]
+    assert out.shape == (20, 224, 224, 3)
+    ws, hs = (341 - 224) // 4, (256 - 224) // 4  # 29, 8
+    offsets = [(0, 0), (4 * ws, 0), (0, 4 * hs), (4 * ws, 4 * hs), (2 * ws, 2 * hs)]
+    for i, (x, y) in enumerate(offsets):
+        crop = imgs[:, y:y + 224, x:x + 224]
+        assert np.array_equal(out[4 * i:4 * i + 2], crop)  # the crop's frames ...
+        assert np.array_equal(out[4 * i + 2:4 * i + 4], crop[:, :, ::-1])  # ... then the same, mirrored
+    assert out[2, 0, 0].tolist() == [0, 0, 223]
+
+
+def test_crop_larger_than_frame_is_a_video_error():
+    with pytest.raises(VideoError, match="smaller than"):
+        transform(dict(type="CenterCrop", crop_size=256), imgs=coordinate_frames(1, 144, 176))
+
+
+def test_flip():
+    imgs = coordinate_frames(2, 4, 5)
+    assert transform(dict(type="Flip", flip_ratio=0), imgs=imgs)["imgs"] is imgs
+    assert np.array_equal(transform(dict(type="Flip", flip_ratio=1.0), imgs=imgs)["imgs"], imgs[:, :, ::-1])
+    assert np.array_equal(transform(dict(type="Flip", flip_ratio=1, direction="vertical"), imgs=imgs)["imgs"], imgs[:, ::-1])
+
+
+def test_normalize_is_mmcvs_arithmetic():
+    """(x - mean) in float32, times float32(1 / std) computed in double, as mmcv's OpenCV calls give."""
+    imgs = np.random.default_rng(2).integers(0, 256, (3, 20, 30, 3), dtype=np.uint8)[:, 2:18, 3:27]  # a crop view
+    out = transform(NORMALIZE, imgs=imgs)["imgs"]
+    expected = ((imgs.astype(np.float32) - np.float32(MEAN)).astype(np.float64) * (1 / np.array(STD))).astype(np.float32)
+    assert out.dtype == np.float32 and out.flags.c_contiguous and np.array_equal(out, expected)
+    bgr = transform(dict(NORMALIZE, to_bgr=True), imgs=imgs)["imgs"]
+    np.testing.assert_allclose(bgr, (imgs[..., ::-1] - np.array(MEAN)) / np.array(STD), rtol=1e-6, atol=1e-6)
+
+
+def test_format_shape_nchw():
+    imgs = coordinate_frames(6, 4, 5)
+    out = transform(dict(type="FormatShape", input_format="NCHW"), imgs=imgs)["imgs"]
+    assert out.shape == (6, 3, 4, 5) and out.flags.c_contiguous
+    assert np.array_equal(out, imgs.transpose(0, 3, 1, 2))
+
+
+def test_format_shape_ncthw_order():
+    crops, clips, clip_len = 2, 3, 4
+    imgs = coordinate_frames(crops * clips * clip_len, 5, 6)  # crop-major, then clip, then frame
+    out = transform(dict(type="FormatShape", input_format="NCTHW"), imgs=imgs, num_clips=clips, clip_len=clip_len)["imgs"]
+    assert out.shape == (crops * clips, 3, clip_len, 5, 6)
+    for view in range(crops * clips):
+        for t in range(clip_len):
+            assert np.array_equal(out[view, :, t], imgs[view * clip_len + t].transpose(2, 0, 1))
+
+
+def test_collect_and_to_tensor_keep_results():
+    results = {"imgs": np.zeros(1)}
+    cfgs = [dict(type="Collect", keys=["imgs"], meta_keys=[], meta_name="img_metas"), dict(type="ToTensor", keys=["imgs"])]
+    out = run(cfgs, dict(results))
+    assert out.keys() == results.keys()
+
+
+# ---------------------------------------------------------------- video list
+
+
+def test_read_video_list(tmp_path):
+    listing = tmp_path / "list.txt"
+    listing.write_text("# videos\n\na.mp4\nsub/b c.mp4 3\n  d.avi  \n/abs/e.mp4\nf 2.mp4\n")
+    items = read_video_list(listing, tmp_path / "root")
+    assert [i.key for i in items] == ["a.mp4", "sub/b c.mp4", "d.avi", "/abs/e.mp4", "f 2.mp4"]
+    assert items[0] == VideoItem("a.mp4", str(tmp_path / "root" / "a.mp4"))
+    assert items[3].path == "/abs/e.mp4"
+
+
+# ---------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "does not exist"),
+    ("# nothing\n\n", "lists no videos"),
+    ("a.mp4\nb.mp4\na.mp4 1\n", r"'a.mp4' is listed twice \(lines 1 and 3\)"),
+])
+def test_video_list_errors(tmp_path, content, message):
+    listing = tmp_path / "list.txt"
+    if content is not None:
+        listing.write_text(content)
+    with pytest.raises(UserError, match=message):
+        read_video_list(listing, tmp_path)
+
+
+@pytest.mark.parametrize("cfg, message", [
+    (dict(type="NoSuchTransform"), "NoSuchTransform"),
+    (dict(type="Flip", flip_ratio=0.5), "flip_ratio"),
+    (dict(type="SampleFrames", clip_len=1, temporal_jitter=True), "temporal_jitter"),
+    (dict(type="SampleFrames", clip_len=1, out_of_bound_opt="wrap"), "out_of_bound_opt"),
+    (dict(type="Resize", scale=(-1, 256), lazy=True), "lazy"),
+    (dict(type="Resize", scale=(-1, 256), interpolation="linear"), "interpolation"),
+    (dict(type="Resize", scale=(-1, 256), keep_ratio=False), "keep_ratio=False"),
+    (dict(type="Resize", scale=(-1, 256), size=3), "size"),
+    (dict(type="CenterCrop", crop_size=0), "crop_size"),
+    (dict(type="FormatShape", input_format="NTHWC"), "input_format"),
+    (dict(type="DecordInit", io_backend="petrel"), "io_backend"),
+])
+def test_bad_transform_configs_are_user_errors(cfg, message):
+    with pytest.raises(UserError, match=message):
+        build_pipeline([dict(type="DecordInit"), cfg])
+
+
+@pytest.fixture
+def bad_videos(tmp_path):
+    (tmp_path / "empty.mp4").touch()
+    (tmp_path / "text.mp4").write_text("this is not a video\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("missing.mp4", "file not found"),
+    ("empty.mp4", "empty file"),
+    ("text.mp4", "decord cannot open it"),
+])
+def test_dataset_reports_bad_videos(bad_videos, name, reason):
+    dataset = VideoDataset([VideoItem(name, str(bad_videos / name))], build_pipeline(CASES["tsn_clip"]))
+    sample = dataset[0]
+    assert sample.keys() == {"index", "key", "error"} and sample["key"] == name
+    assert reason in sample["error"] and name in sample["error"]
+
+
+def test_dataset_goes_on_after_a_bad_video(bad_videos):
+    good = "h264_176x144_18frames.mp4"
+    items = [VideoItem("text.mp4", str(bad_videos / "text.mp4")), VideoItem(good, str(VIDEOS / good))]
+    loader = DataLoader(VideoDataset(items, build_pipeline(CASES["slowonly_clip"])), batch_size=2, collate_fn=list)
+    [batch] = list(loader)
+    assert [s["index"] for s in batch] == [0, 1] and "error" in batch[0]
+    sample = batch[1]
+    assert sample["key"] == good and sample["total_frames"] == 18 and sample["avg_fps"] == 15.0
+    assert sample["imgs"].dtype == np.float32 and sample["imgs"].shape == (10, 3, 4, 256, 256)
+    assert sample["frame_inds"].tolist() == golden("slowonly_clip", "frame_inds")[good]
