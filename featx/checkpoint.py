@@ -1,0 +1,130 @@
+"""Loading official MMAction2 checkpoints (local path or URL) into featx models, weights only."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+import re
+import urllib.error
+import urllib.parse
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from featx.errors import UserError
+
+log = logging.getLogger(__name__)
+
+URL_SCHEMES = ("http://", "https://", "file://")
+# Official file names end in -<first 8+ hex digits of the file's sha256>.pth
+HASH_SUFFIX = re.compile(r"-([0-9a-f]{8,64})\.pth$")
+
+
+def _numpy_safe_globals() -> list:
+    """Numpy scalars and dtypes, which official checkpoints' ``meta`` may hold; nothing callable beyond them."""
+    dtype_classes = [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")]
+    scalar = np._core.multiarray.scalar
+    return [
+        (scalar, "numpy.core.multiarray.scalar"),
+        (scalar, "numpy._core.multiarray.scalar"),
+        np.dtype,
+        *dtype_classes,
+    ]
+
+
+def resolve_checkpoint(source: str) -> Path:
+    """Return a local file for ``source``: the path itself, or a URL downloaded into torch's hub cache."""
+    if not source.startswith(URL_SCHEMES):
+        path = Path(source)
+        if not path.is_file():
+            raise UserError(f"checkpoint file not found: {source}")
+        return path
+    name = os.path.basename(urllib.parse.urlparse(source).path)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / name
+    match = HASH_SUFFIX.search(name)
+    if not cached.is_file():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        log.info("downloading %s to %s", source, cached)
+        try:
+            torch.hub.download_url_to_file(source, str(cached), hash_prefix=None, progress=True)
+        except (urllib.error.URLError, OSError) as exc:
+            raise UserError(f"cannot download checkpoint {source}: {exc}") from exc
+    if match:
+        verify_hash(cached, match.group(1))
+    return cached
+
+
+def verify_hash(path: Path, prefix: str) -> None:
+    """Check that the file's sha256 starts with ``prefix``; a mismatch removes the file and is an error."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if not digest.hexdigest().startswith(prefix):
+        path.unlink()
+        raise UserError(
+            f"checkpoint {path.name} is corrupt or not the official file: sha256 {digest.hexdigest()[:len(prefix)]}, "
+            f"its name says {prefix}; the cached copy was removed, run again to download it anew"
+        )
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Unpickle weights only (``weights_only=True``): a checkpoint that needs code to load is refused."""
+    try:
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"checkpoint {path} needs more than tensors and plain data to load, refused for safety "
+            f"(featx loads weights only): {first}"
+        ) from exc
+    except Exception as exc:  # torch.load raises many types on a file that is not a checkpoint
+        raise UserError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from exc
+    state = obj.get("state_dict", obj) if isinstance(obj, Mapping) else None
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"checkpoint {path} holds no state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_checkpoint(model: nn.Module, source: str) -> Path:
+    """Load ``source`` into ``model`` by MMAction2's parameter names; return the local file used.
+
+    Keys the model lacks (e.g. ``cls_head.*``) and keys the checkpoint lacks are reported in one
+    warning; a checkpoint that matches none of the model's keys, or whose shapes differ, is an error.
+    """
+    path = resolve_checkpoint(source)
+    state = read_state_dict(path)
+    own = model.state_dict()
+    matched = [k for k in state if k in own]
+    if not matched:
+        raise UserError(
+            f"checkpoint {source} matches none of the model's parameters: is it for another model? "
+            f"(checkpoint keys look like {next(iter(state), 'nothing')!r}, the model's like {next(iter(own))!r})"
+        )
+    for key in matched:
+        if state[key].shape != own[key].shape:
+            raise UserError(
+                f"checkpoint {source} is for another model: {key} has shape {tuple(state[key].shape)} "
+                f"there and {tuple(own[key].shape)} in the model built from the config"
+            )
+    unexpected = [k for k in state if k not in own]
+    missing = [k for k in own if k not in state]
+    if unexpected or missing:
+        log.warning(
+            "checkpoint %s: %d keys not used by the feature model (%s); %d model keys not in the checkpoint (%s)",
+            path.name, len(unexpected), _summary(unexpected), len(missing), _summary(missing),
+        )
+    model.load_state_dict({k: state[k] for k in matched}, strict=False)
+    return path
+
+
+def _summary(keys: list[str], most: int = 4) -> str:
+    if not keys:
+        return "none"
+    shown = ", ".join(keys[:most])
+    return shown + (f", ... {len(keys) - most} more" if len(keys) > most else "")

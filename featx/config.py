@@ -1,0 +1,90 @@
+"""Reading MMAction2-style Python configs (through mmengine) and the settings extraction takes from them."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from mmengine.config import Config
+
+from featx.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def load_config(path: str | Path, cfg_options: Mapping[str, Any] | None = None) -> Config:
+    """Load ``path`` (with its ``_base_`` files), apply ``--cfg-options`` and prepare it for extraction.
+
+    As the reference does, ``model.test_cfg.feature_extraction`` is forced on and every
+    ``pretrained`` key inside ``model`` is set to None: weights come from the checkpoint only.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        cfg = Config.fromfile(str(path))
+    except Exception as exc:  # mmengine raises many types for a broken file (SyntaxError, KeyError, ...)
+        raise UserError(f"cannot read config {path}: {type(exc).__name__}: {exc}") from exc
+    if cfg_options:
+        _check_option_paths(cfg, cfg_options)
+        try:
+            cfg.merge_from_dict(dict(cfg_options))
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise UserError(f"cannot apply --cfg-options: {exc}") from exc
+    if not isinstance(cfg.get("model"), Mapping):
+        raise UserError(f"config {path} has no 'model' dict")
+    pipeline = cfg.get("data", {}).get("test", {}).get("pipeline")
+    if not isinstance(pipeline, list) or not pipeline:
+        raise UserError(f"config {path} has no 'data.test.pipeline' list")
+    if cfg.model.get("test_cfg") is None:
+        cfg.model.test_cfg = {}
+    cfg.model.test_cfg.feature_extraction = True
+    _clear_pretrained(cfg.model)
+    return cfg
+
+
+def _check_option_paths(cfg: Config, options: Mapping[str, Any]) -> None:
+    """Refuse an option whose parent does not exist (a typo); warn when it adds a new leaf."""
+    tree = cfg.to_dict()
+    for dotted in options:
+        node: Any = tree
+        parts = dotted.split(".")
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            elif isinstance(node, Mapping) and part in node:
+                node = node[part]
+            elif last and isinstance(node, Mapping):
+                log.warning("--cfg-options %s: not in the config, adding it", dotted)
+            else:
+                where = ".".join(parts[:depth]) or "the config"
+                raise UserError(f"--cfg-options {dotted}: {where} has no key {part!r}")
+
+
+def _clear_pretrained(node: Any) -> None:
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if key == "pretrained":
+                node[key] = None
+            else:
+                _clear_pretrained(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            _clear_pretrained(value)
+
+
+@dataclass(frozen=True)
+class LoaderSettings:
+    """What the data loader takes from ``data``: the reference's defaults, then ``test_dataloader``."""
+
+    videos_per_gpu: int
+    workers_per_gpu: int
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "LoaderSettings":
+        data = cfg.get("data", {})
+        merged = {"videos_per_gpu": data.get("videos_per_gpu", 1), "workers_per_gpu": data.get("workers_per_gpu", 1)}
+        merged.update({k: v for k, v in data.get("test_dataloader", {}).items() if k in merged})
+        return cls(**{k: int(v) for k, v in merged.items()})

@@ -1,0 +1,138 @@
+"""The extraction loop: list -> dataset -> loader -> model on the device -> one vector per video."""
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ContextManager, Iterable, Iterator
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from featx.checkpoint import load_checkpoint
+from featx.config import LoaderSettings
+from featx.data import VideoDataset, VideoItem, build_pipeline
+from featx.errors import UserError
+from featx.models import build_model, fuse_conv_bn
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class VideoResult:
+    """What one video produced: a feature vector, or the reason it has none."""
+
+    index: int
+    key: str
+    feature: np.ndarray | None = None
+    error: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def select_device(name: str | None) -> torch.device:
+    """``--device``: default cuda when available, else cpu; asking for a GPU that is not there is an error."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise UserError(f"--device {name}: {exc}") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name}: no CUDA GPU is available here (use --device cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"--device {name}: only {torch.cuda.device_count()} GPU(s) here")
+    return device
+
+
+def resolve_precision(requested: str | None, cfg: Config, device: torch.device) -> str:
+    """``--precision`` if given, else fp16 when the config has ``fp16 = dict(...)`` and runs on a GPU, else fp32."""
+    if requested is None:
+        if cfg.get("fp16") is None:
+            return "fp32"
+        if device.type != "cuda":
+            log.warning("the config asks for fp16, which needs a GPU: running fp32 on %s", device)
+            return "fp32"
+        return "fp16"
+    if requested == "fp16" and device.type != "cuda":
+        raise UserError("--precision fp16 needs a GPU; on a CPU use bf16 or fp32")
+    return requested
+
+
+def autocast(precision: str, device: torch.device) -> ContextManager[Any]:
+    dtype = PRECISIONS[precision]
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def prepare_model(cfg: Config, checkpoint: str, device: torch.device, *, fuse: bool) -> tuple[nn.Module, Path]:
+    """Build the model from ``cfg.model``, load the checkpoint on the CPU, fold BN if asked, move it to ``device``."""
+    model = build_model(cfg.model)
+    path = load_checkpoint(model, checkpoint)
+    if fuse:
+        model = fuse_conv_bn(model)
+    return model.to(device).eval(), path
+
+
+def make_loader(cfg: Config, items: list[VideoItem], *, workers: int | None, device: torch.device) -> DataLoader:
+    """A loader over the test pipeline, in list order, batching ``videos_per_gpu`` videos."""
+    settings = LoaderSettings.from_config(cfg)
+    num_workers = settings.workers_per_gpu if workers is None else workers
+    if num_workers < 0:
+        raise UserError(f"--workers {num_workers}: must be 0 or more")
+    dataset = VideoDataset(items, build_pipeline(cfg.data.test.pipeline))
+    return DataLoader(
+        dataset,
+        batch_size=max(1, settings.videos_per_gpu),
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=list,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=2 if num_workers else None,
+    )
+
+
+class FeatureExtractor:
+    """Runs the model on a batch of decoded videos; views are averaged on the device."""
+
+    def __init__(self, model: nn.Module, device: torch.device, precision: str = "fp32") -> None:
+        self.model = model
+        self.device = device
+        self.precision = precision
+
+    @torch.inference_mode()
+    def __call__(self, samples: list[dict[str, Any]]) -> list[VideoResult]:
+        results = {s["index"]: VideoResult(s["index"], s["key"], error=s["error"]) for s in samples if "error" in s}
+        good = [s for s in samples if "error" not in s]
+        # Videos of one batch usually share a shape; any that differ get a forward of their own.
+        by_shape: dict[tuple[int, ...], list[dict[str, Any]]] = {}
+        for s in good:
+            by_shape.setdefault(s["imgs"].shape, []).append(s)
+        for group in by_shape.values():
+            imgs = torch.stack([torch.as_tensor(s["imgs"]) for s in group]).to(self.device, non_blocking=True)
+            with autocast(self.precision, self.device):
+                feats = self.model(imgs)
+            for s, feat in zip(group, feats.float().cpu().numpy()):
+                info = {k: s[k] for k in ("total_frames", "avg_fps", "frame_inds") if k in s}
+                results[s["index"]] = VideoResult(s["index"], s["key"], feature=feat, info=info)
+        return [results[i] for i in sorted(results)]
+
+
+def iter_results(extractor: FeatureExtractor, batches: Iterable[list[dict[str, Any]]], total: int) -> Iterator[VideoResult]:
+    """Yield every video's result in list order, with a progress bar (videos/s, ETA); failures are warned."""
+    failed = 0
+    with tqdm(total=total, unit="video", dynamic_ncols=True, mininterval=1.0, desc="featx") as bar:
+        for batch in batches:
+            for result in extractor(batch):
+                if result.error is not None:
+                    failed += 1
+                    bar.set_postfix(failed=failed)
+                    log.warning("skipped %s: %s", result.key, result.error)
+                bar.update(1)
+                yield result

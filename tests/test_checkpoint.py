@@ -1,0 +1,127 @@
+"""Checkpoint loading: formats, URLs through the hub cache, hash check, weights-only safety, key reports."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import logging
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from featx.checkpoint import load_checkpoint, read_state_dict, resolve_checkpoint
+from featx.errors import UserError
+from featx.models import build_model
+
+TINY_2D = {"type": "Recognizer2D", "backbone": {"type": "ResNet", "depth": 18}}
+
+
+@pytest.fixture
+def model():
+    return build_model(TINY_2D)
+
+
+def _state(model, prefix=""):
+    torch.manual_seed(1)
+    return {prefix + k: torch.randn_like(v.float()).to(v.dtype) for k, v in model.state_dict().items()}
+
+
+def test_wrapped_bare_and_module_prefixed_dicts_load(model, tmp_path):
+    state = _state(model)
+    for name, obj in {
+        "wrapped": {"state_dict": state, "meta": {"epoch": np.int64(3), "lr": np.float64(0.1), "dt": np.dtype("float32")}},
+        "bare": state,
+        "ddp": {"state_dict": _state(model, "module.")},
+    }.items():
+        torch.save(obj, tmp_path / f"{name}.pth")
+        fresh = build_model(TINY_2D)
+        load_checkpoint(fresh, str(tmp_path / f"{name}.pth"))
+        assert torch.equal(fresh.state_dict()["backbone.conv1.conv.weight"], state["backbone.conv1.conv.weight"]), name
+
+
+def test_head_and_missing_keys_are_one_warning(model, tmp_path, caplog):
+    state = _state(model)
+    state["cls_head.fc_cls.weight"] = torch.zeros(400, 512)
+    del state["backbone.layer4.1.conv2.bn.running_var"]
+    torch.save({"state_dict": state}, tmp_path / "c.pth")
+    with caplog.at_level(logging.WARNING, logger="featx"):
+        load_checkpoint(model, str(tmp_path / "c.pth"))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "cls_head.fc_cls.weight" in warnings[0] and "layer4.1.conv2.bn.running_var" in warnings[0]
+
+
+def test_checkpoint_matching_nothing_is_an_error(model, tmp_path):
+    torch.save({"state_dict": {"encoder.w": torch.zeros(3)}}, tmp_path / "other.pth")
+    with pytest.raises(UserError, match="matches none"):
+        load_checkpoint(model, str(tmp_path / "other.pth"))
+
+
+class _Payload:
+    def __reduce__(self):
+        return (Path.touch, (Path(os.environ["FEATX_TEST_MARKER"]),))
+
+
+def test_pickled_callable_is_refused_and_never_runs(model, tmp_path, monkeypatch):
+    marker = tmp_path / "ran"
+    monkeypatch.setenv("FEATX_TEST_MARKER", str(marker))
+    torch.save({"state_dict": _state(model), "meta": _Payload()}, tmp_path / "evil.pth")
+    with pytest.raises(UserError, match="refused"):
+        read_state_dict(tmp_path / "evil.pth")
+    assert not marker.exists()
+
+
+def test_not_a_checkpoint(tmp_path):
+    (tmp_path / "x.pth").write_text("hello")
+    with pytest.raises(UserError, match="cannot read checkpoint"):
+        read_state_dict(tmp_path / "x.pth")
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    """A loopback HTTP server over ``tmp_path/www`` and an empty torch hub cache; yields the base URL."""
+    www = tmp_path / "www"
+    www.mkdir()
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield www, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_url_is_downloaded_once_and_hash_checked(model, served, tmp_path):
+    www, base = served
+    torch.save({"state_dict": _state(model)}, www / "plain.pth")
+    sha = hashlib.sha256((www / "plain.pth").read_bytes()).hexdigest()
+    (www / "plain.pth").rename(www / f"tsn_20200702-{sha[:8]}.pth")
+    url = f"{base}/tsn_20200702-{sha[:8]}.pth"
+    cached = resolve_checkpoint(url)
+    assert cached.parent == Path(torch.hub.get_dir()) / "checkpoints"
+    (www / f"tsn_20200702-{sha[:8]}.pth").unlink()  # a second use must not need the server
+    load_checkpoint(model, url)
+
+
+def test_url_with_wrong_hash_is_refused_and_not_kept(model, served):
+    www, base = served
+    torch.save({"state_dict": _state(model)}, www / "tsn_20200702-deadbeef.pth")
+    with pytest.raises(UserError, match="deadbeef"):
+        resolve_checkpoint(f"{base}/tsn_20200702-deadbeef.pth")
+    assert not (Path(torch.hub.get_dir()) / "checkpoints" / "tsn_20200702-deadbeef.pth").exists()
+
+
+def test_unreachable_url_is_a_user_error(served):
+    _, base = served
+    with pytest.raises(UserError, match="cannot download"):
+        resolve_checkpoint(f"{base}/missing-0123abcd.pth")
+
+
+def test_file_url(model, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    torch.save(_state(model), tmp_path / "local.pth")
+    load_checkpoint(model, (tmp_path / "local.pth").as_uri())

@@ -1,0 +1,93 @@
+"""The command line as a user meets it: the shim, the console entry, output formats and every input error."""
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+
+import pytest
+
+from conftest import CASE_CONFIGS, ROOT, VIDEOS, golden_features, rel_error, run_featx, write_list
+
+TSN = CASE_CONFIGS["tsn_clip"]
+SLOWONLY = CASE_CONFIGS["slowonly_clip"]
+SHORT = "h264_176x144_18frames.mp4"
+
+
+@pytest.fixture
+def short_list(tmp_path):
+    return write_list(tmp_path / "list.txt", ["# sample list", "", f"{SHORT} 3"])
+
+
+def test_shim_and_json_output(golden_checkpoint, short_list, tmp_path):
+    out = tmp_path / "nested" / "feats.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools/misc/clip_feature_extraction.py"), str(ROOT / TSN), str(golden_checkpoint("tsn_clip")),
+         "--video-list", str(short_list), "--video-root", str(VIDEOS), "--out", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(out.read_text())
+    assert list(got) == [SHORT]
+    assert rel_error(got[SHORT], golden_features("tsn_clip")[SHORT]) <= 1e-4
+    assert "1 written, 0 failed" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["list.txt", "nested"]  # nothing left in the working dir
+
+
+def test_fuse_conv_bn_and_cfg_options(golden_checkpoint, short_list, tmp_path):
+    out = tmp_path / "feats.pkl"
+    proc = run_featx(SLOWONLY, golden_checkpoint("slowonly_clip"), "--video-list", short_list, "--video-root", VIDEOS,
+                     "--out", out, "--fuse-conv-bn", "--cfg-options", "data.workers_per_gpu=0",
+                     "model.test_cfg.max_testing_views=3")
+    assert proc.returncode == 0, proc.stderr
+    got = pickle.loads(out.read_bytes())
+    assert rel_error(got[SHORT], golden_features("slowonly_clip")[SHORT]) <= 1e-4
+
+
+def test_help_lists_the_seed_arguments():
+    proc = run_featx("--help")
+    assert proc.returncode == 0
+    for flag in ("--video-list", "--video-root", "--out", "--cfg-options", "--fuse-conv-bn", "--launcher",
+                 "--local-rank", "--device"):
+        assert flag in proc.stdout
+
+
+def _config_without_model(tmp_path):
+    path = tmp_path / "no_model.py"
+    path.write_text("data = dict(test=dict(pipeline=[dict(type='DecordInit')]))\n")
+    return path
+
+
+def _empty_list(tmp_path):
+    return write_list(tmp_path / "empty.txt", ["# nothing here", ""])
+
+
+BAD_INPUTS = {
+    # name: (how to change the good arguments, words the one error line must contain)
+    "missing config": (lambda a, t, c: {**a, "config": str(t / "nope.py")}, "config file not found"),
+    "config without model": (lambda a, t, c: {**a, "config": str(_config_without_model(t))}, "no 'model'"),
+    "missing checkpoint": (lambda a, t, c: {**a, "checkpoint": str(t / "nope.pth")}, "checkpoint file not found"),
+    "checkpoint of the other model": (lambda a, t, c: {**a, "checkpoint": str(c("slowonly_clip"))}, "another model"),
+    "missing video list": (lambda a, t, c: {**a, "--video-list": str(t / "nope.txt")}, "nope.txt"),
+    "empty video list": (lambda a, t, c: {**a, "--video-list": str(_empty_list(t))}, "no videos"),
+    "unsupported --out suffix": (lambda a, t, c: {**a, "--out": str(t / "feats.csv")}, "unsupported suffix"),
+    "cfg-options typo": (lambda a, t, c: {**a, "--cfg-options": "dta.videos_per_gpu=2"}, "dta"),
+    "unknown transform": (lambda a, t, c: {**a, "--cfg-options": "data.test.pipeline.3.type=Rezise"}, "Rezise"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
+def test_bad_input_is_one_line_and_exit_2(name, golden_checkpoint, short_list, tmp_path):
+    change, words = BAD_INPUTS[name]
+    good = {"config": TSN, "checkpoint": str(golden_checkpoint("tsn_clip")), "--video-list": str(short_list),
+            "--video-root": str(VIDEOS), "--out": str(tmp_path / "out" / "feats.pkl")}
+    args = change(good, tmp_path, golden_checkpoint)
+    argv = [args.pop("config"), args.pop("checkpoint")] + [x for kv in args.items() for x in kv]
+    proc = run_featx(*argv)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("featx: error:")]
+    assert len(errors) == 1 and words in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    out_dir = tmp_path / "out"
+    assert not out_dir.exists() or not any(out_dir.iterdir())  # nothing half-written
