@@ -58,16 +58,21 @@ def resolve_checkpoint(source: str) -> Path:
     return cached
 
 
-def verify_hash(path: Path, prefix: str) -> None:
-    """Check that the file's sha256 starts with ``prefix``; a mismatch removes the file and is an error."""
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    if not digest.hexdigest().startswith(prefix):
+    return digest.hexdigest()
+
+
+def verify_hash(path: Path, prefix: str) -> None:
+    """Check that the file's sha256 starts with ``prefix``; a mismatch removes the file and is an error."""
+    sha = file_sha256(path)
+    if not sha.startswith(prefix):
         path.unlink()
         raise UserError(
-            f"checkpoint {path.name} is corrupt or not the official file: sha256 {digest.hexdigest()[:len(prefix)]}, "
+            f"checkpoint {path.name} is corrupt or not the official file: sha256 {sha[:len(prefix)]}, "
             f"its name says {prefix}; the cached copy was removed, run again to download it anew"
         )
 

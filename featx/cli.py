@@ -3,21 +3,31 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
+import signal
 import sys
 import time
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 import torch
+import torch.distributed as dist
 from mmengine.config import DictAction
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from featx import __version__
-from featx.config import load_config
-from featx.data import read_video_list
+from featx.checkpoint import file_sha256
+from featx.config import LoaderSettings, load_config
+from featx.data import VideoItem, build_pipeline, read_video_list
+from featx.distributed import (LAUNCHER_ENV, DistInfo, broadcast_from_main, gather_to_main, init_distributed,
+                               object_group, shard)
 from featx.errors import UserError
-from featx.extract import FeatureExtractor, PRECISIONS, iter_results, make_loader, prepare_model, resolve_precision, select_device
-from featx.output import check_output_path, write_features
+from featx.extract import (PRECISIONS, FeatureExtractor, batched, decoded_samples, extract, prepare_model,
+                           resolve_precision, select_device, with_progress)
+from featx.output import check_output_path, write_error_report, write_features
+from featx.registry import DECODERS
+from featx.store import PartialStore, Record, fingerprint, partial_path
 
 log = logging.getLogger("featx")
 
@@ -28,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="featx",
         description="Extract one clip-level feature vector per video with an MMAction2 config and checkpoint.",
+        epilog="Exit status: 0 every video written; 1 some videos failed (the others are written, the failures "
+               "listed in OUT.errors.json), or --strict stopped at a failure; 2 bad input (one line says what); "
+               "130 interrupted (finished videos are kept in OUT.partial: run the same command to resume).",
     )
     p.add_argument("config", help="MMAction2-style Python config file")
     p.add_argument("checkpoint", help="checkpoint file or http(s):// URL (cached in torch's hub folder)")
@@ -40,8 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
     p.add_argument("--precision", choices=sorted(PRECISIONS), default=None,
                    help="compute precision (default fp32, or fp16 on a GPU when the config sets fp16)")
-    p.add_argument("--workers", type=int, default=None, help="decoding worker processes (default: data.workers_per_gpu)")
-    p.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none", help="job launcher")
+    p.add_argument("--workers", type=int, default=None,
+                   help="decoding processes (default: data.workers_per_gpu); 0 decodes in this process, without a time limit")
+    p.add_argument("--video-timeout", type=float, default=300.0,
+                   help="seconds one video may take to decode before its worker is killed and it is skipped (default 300)")
+    p.add_argument("--decoder", choices=DECODERS.names(), default="decord",
+                   help="video decoder (default decord, as the reference; pyav honours mp4 edit lists)")
+    p.add_argument("--strict", action="store_true", help="stop at the first video that fails (exit 1)")
+    p.add_argument("--restart", action="store_true", help="discard results of an earlier interrupted run instead of resuming")
+    p.add_argument("--launcher", choices=["none", *LAUNCHER_ENV], default="none", help="job launcher (see README)")
     p.add_argument("--local-rank", "--local_rank", dest="local_rank", type=int, default=0,
                    help="set by older launchers; torchrun uses LOCAL_RANK")
     p.add_argument("--gpu-collect", action="store_true", help=argparse.SUPPRESS)
@@ -52,50 +72,115 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Formatter(logging.Formatter):
+    def __init__(self, rank: int | None) -> None:
+        super().__init__()
+        self.prefix = "featx" if rank is None else f"featx[rank {rank}]"
+
     def format(self, record: logging.LogRecord) -> str:
         level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
-        return f"featx: {level}{record.getMessage()}"
+        return f"{self.prefix}: {level}{record.getMessage()}"
 
 
-def setup_logging(debug: bool) -> None:
+def setup_logging(debug: bool, info: DistInfo | None = None) -> None:
+    """featx's one-line messages on stderr; in a distributed run, each line names its rank."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter())
+    handler.setFormatter(_Formatter(info.rank if info and info.world_size > 1 else None))
     root = logging.getLogger("featx")
     root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    quiet = info is not None and not info.is_main  # only rank 0 reports progress; every rank reports problems
+    root.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
     root.propagate = False
+
+
+class StrictFailure(Exception):
+    """--strict: a video failed."""
 
 
 def run(args: argparse.Namespace) -> int:
     """Extract features for every listed video and write them; return the exit status."""
     os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
-    if args.launcher != "none":
-        raise UserError(f"--launcher {args.launcher}: distributed runs are not supported yet")
+    if args.video_timeout <= 0:
+        raise UserError(f"--video-timeout {args.video_timeout:g}: must be more than 0 seconds")
     cfg = load_config(args.config, args.cfg_options)
+    pipeline = build_pipeline(cfg.data.test.pipeline)
     out = check_output_path(args.out)
     items = read_video_list(args.video_list, args.video_root)
     device = select_device(args.device)
+    info = DistInfo()
+    if args.launcher != "none":
+        info, device = init_distributed(args.launcher, device, cfg.get("dist_params", {}).get("backend"))
+        setup_logging(args.debug, info)
     precision = resolve_precision(args.precision, cfg, device)
     torch.backends.cudnn.benchmark = bool(cfg.get("cudnn_benchmark", False))
     model, ckpt = prepare_model(cfg, args.checkpoint, device, fuse=args.fuse_conv_bn)
-    log.info("%d videos, model %s from %s, on %s (%s)", len(items), cfg.model.type, ckpt, device, precision)
-    loader = make_loader(cfg, items, workers=args.workers, device=device)
-    features, failed = {}, []
+    settings = LoaderSettings.from_config(cfg)
+    workers = settings.workers_per_gpu if args.workers is None else args.workers
+    if workers < 0:
+        raise UserError(f"--workers {workers}: must be 0 or more")
+
+    store = None
+    if info.is_main:
+        marks = fingerprint(cfg.model.to_dict(), cfg.data.test.pipeline, file_sha256(ckpt),
+                            precision=precision, fuse_conv_bn=args.fuse_conv_bn, decoder=args.decoder)
+        store = PartialStore(partial_path(out), marks, restart=args.restart)
+    todo = [i for i, item in enumerate(items) if store is None or item.key not in store.done]
+    group = None
+    if info.world_size > 1:
+        group = object_group()
+        todo = broadcast_from_main(todo, group)
+    mine = shard([items[i] for i in todo], info)
+    log.info("%d videos (%d done before, resumed), %d to compute; model %s from %s on %s (%s), %d process(es)",
+             len(items), len(items) - len(todo), len(todo), cfg.model.type, ckpt, device, precision, info.world_size)
+
     start = time.monotonic()
-    with logging_redirect_tqdm(loggers=[log]):
-        for result in iter_results(FeatureExtractor(model, device, precision), loader, len(items)):
-            if result.error is None:
-                features[result.key] = result.feature
-            else:
-                failed.append(result.key)
+    samples = decoded_samples(pipeline, mine, workers=workers, timeout=args.video_timeout, decoder=args.decoder)
+    results = extract(FeatureExtractor(model, device, precision), batched(samples, max(1, settings.videos_per_gpu)))
+    if group is not None:
+        results = gather_to_main(results, info, math.ceil(len(todo) / info.world_size), group)
+    if store is None:
+        for _ in results:  # this rank's results go to rank 0
+            pass
+        return EXIT_OK
+    try:
+        with logging_redirect_tqdm(loggers=[log]):
+            for result in with_progress(results, len(todo)):
+                store.add(Record(result.key, result.feature, result.error, result.info))
+                if result.error is not None and args.strict:
+                    raise StrictFailure(f"--strict: stopped at {result.key}: {result.error}")
+    except (KeyboardInterrupt, StrictFailure) as exc:
+        store.close()
+        saved = len(store.done)
+        if isinstance(exc, StrictFailure):
+            log.error("%s (%d videos kept in %s)", exc, saved, store.path)
+            return EXIT_VIDEOS_FAILED
+        log.error("interrupted: %d of %d videos are kept in %s; run the same command again to resume",
+                  saved, len(items), store.path)
+        return EXIT_INTERRUPTED
+    return finish(out, items, store, computed=len(todo), seconds=time.monotonic() - start)
+
+
+def finish(out: Path, items: list[VideoItem], store: PartialStore, *, computed: int, seconds: float) -> int:
+    """Write the output (list order) and the error report from the store, then drop the store."""
+    records = store.records()
+    features = {it.key: records[it.key].array for it in items if it.key in records and records[it.key].error is None}
+    failures = [(it.key, records[it.key].error) for it in items if it.key in records and records[it.key].error]
     write_features(out, features)
-    log.info("%d written, %d failed, in %.1f s -> %s", len(features), len(failed), time.monotonic() - start, out)
-    return EXIT_VIDEOS_FAILED if failed else EXIT_OK
+    report = write_error_report(out, failures)
+    store.remove()
+    log.info("%d written, %d failed (%d computed in this run, %d resumed), in %.1f s -> %s%s",
+             len(features), len(failures), computed, len(items) - computed, seconds, out,
+             f"; failures listed in {report}" if report else "")
+    return EXIT_VIDEOS_FAILED if failures else EXIT_OK
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.debug)
+    signal.signal(signal.SIGTERM, _interrupt)  # Slurm pre-emption and kill: stop like Ctrl-C
     try:
         return run(args)
     except UserError as exc:
@@ -106,6 +191,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted")
         return EXIT_INTERRUPTED
+    except dist.DistBackendError as exc:
+        if args.debug:
+            log.exception("error")
+        log.error("lost contact with another process of the job (it failed: see its message): %s",
+                  str(exc).splitlines()[0])
+        return EXIT_VIDEOS_FAILED
 
 
 if __name__ == "__main__":

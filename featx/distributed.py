@@ -5,12 +5,14 @@ divide by the GPU count and fail on a CPU-only machine.
 """
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import os
 import re
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Mapping, Sequence, TypeVar
+from typing import Any, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -102,3 +104,32 @@ def init_distributed(launcher: str, device: torch.device, backend: str | None = 
 def shard(items: Sequence[T], info: DistInfo) -> list[T]:
     """This rank's share, balanced by count (sizes differ by at most one), no padding, no repeats."""
     return list(items[info.rank::info.world_size])
+
+
+def object_group() -> Any:
+    """A gloo group for Python objects (results, lists): works beside NCCL and on CPUs alike."""
+    return dist.new_group(backend="gloo")
+
+
+def broadcast_from_main(obj: T, group: Any) -> T:
+    """Rank 0's ``obj`` on every rank."""
+    box = [obj]
+    dist.broadcast_object_list(box, src=0, group=group)
+    return box[0]
+
+
+def gather_to_main(results: Iterable[T], info: DistInfo, most_per_rank: int, group: Any,
+                   chunk: int = 8) -> Iterator[T]:
+    """Send every rank's results to rank 0 a chunk at a time; rank 0 yields them all, others nothing.
+
+    Every rank takes part in the same number of rounds (from the largest share), so rank 0 never
+    holds more than ``world_size * chunk`` results in flight.
+    """
+    it = iter(results)
+    for _ in range(math.ceil(most_per_rank / chunk)):
+        mine = list(itertools.islice(it, chunk))
+        box: list[Any] | None = [None] * info.world_size if info.is_main else None
+        dist.gather_object(mine, box, dst=0, group=group)
+        if box is not None:
+            for part in box:
+                yield from part

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,12 +12,11 @@ import numpy as np
 import torch
 from mmengine.config import Config
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from featx.checkpoint import load_checkpoint
-from featx.config import LoaderSettings
-from featx.data import VideoDataset, VideoItem, build_pipeline
+from featx.data import Pipeline, VideoDataset, VideoItem
+from featx.data.pool import DecodePool
 from featx.errors import UserError
 from featx.models import build_model, fuse_conv_bn
 
@@ -80,22 +80,21 @@ def prepare_model(cfg: Config, checkpoint: str, device: torch.device, *, fuse: b
     return model.to(device).eval(), path
 
 
-def make_loader(cfg: Config, items: list[VideoItem], *, workers: int | None, device: torch.device) -> DataLoader:
-    """A loader over the test pipeline, in list order, batching ``videos_per_gpu`` videos."""
-    settings = LoaderSettings.from_config(cfg)
-    num_workers = settings.workers_per_gpu if workers is None else workers
-    if num_workers < 0:
-        raise UserError(f"--workers {num_workers}: must be 0 or more")
-    dataset = VideoDataset(items, build_pipeline(cfg.data.test.pipeline))
-    return DataLoader(
-        dataset,
-        batch_size=max(1, settings.videos_per_gpu),
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=list,
-        pin_memory=device.type == "cuda",
-        prefetch_factor=2 if num_workers else None,
-    )
+def decoded_samples(pipeline: Pipeline, items: list[VideoItem], *, workers: int, timeout: float,
+                    decoder: str) -> Iterable[dict[str, Any]]:
+    """Every listed video through the test pipeline, in list order: in ``workers`` killable processes,
+    or in this process when ``workers`` is 0 (no time limit, no isolation)."""
+    dataset = VideoDataset(items, pipeline, decoder=decoder)
+    if workers == 0:
+        return (dataset[i] for i in range(len(dataset)))
+    return DecodePool(dataset, workers, timeout)
+
+
+def batched(samples: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    """Consecutive groups of ``size`` samples (the last may be shorter)."""
+    it = iter(samples)
+    while batch := list(itertools.islice(it, size)):
+        yield batch
 
 
 class FeatureExtractor:
@@ -115,24 +114,33 @@ class FeatureExtractor:
         for s in good:
             by_shape.setdefault(s["imgs"].shape, []).append(s)
         for group in by_shape.values():
-            imgs = torch.stack([torch.as_tensor(s["imgs"]) for s in group]).to(self.device, non_blocking=True)
+            imgs = torch.stack([torch.as_tensor(s["imgs"]) for s in group])
+            if self.device.type == "cuda":
+                imgs = imgs.pin_memory()
+            imgs = imgs.to(self.device, non_blocking=True)
             with autocast(self.precision, self.device):
                 feats = self.model(imgs)
             for s, feat in zip(group, feats.float().cpu().numpy()):
-                info = {k: s[k] for k in ("total_frames", "avg_fps", "frame_inds") if k in s}
+                info = {"total_frames": int(s["total_frames"]), "avg_fps": float(s["avg_fps"]),
+                        "frame_inds": np.asarray(s["frame_inds"]).tolist()}
                 results[s["index"]] = VideoResult(s["index"], s["key"], feature=feat, info=info)
         return [results[i] for i in sorted(results)]
 
 
-def iter_results(extractor: FeatureExtractor, batches: Iterable[list[dict[str, Any]]], total: int) -> Iterator[VideoResult]:
-    """Yield every video's result in list order, with a progress bar (videos/s, ETA); failures are warned."""
+def extract(extractor: FeatureExtractor, batches: Iterable[list[dict[str, Any]]]) -> Iterator[VideoResult]:
+    """Every video's result, batch after batch."""
+    for batch in batches:
+        yield from extractor(batch)
+
+
+def with_progress(results: Iterable[VideoResult], total: int) -> Iterator[VideoResult]:
+    """Pass results through with a progress bar (videos/s, ETA); each failure is warned as it happens."""
     failed = 0
     with tqdm(total=total, unit="video", dynamic_ncols=True, mininterval=1.0, desc="featx") as bar:
-        for batch in batches:
-            for result in extractor(batch):
-                if result.error is not None:
-                    failed += 1
-                    bar.set_postfix(failed=failed)
-                    log.warning("skipped %s: %s", result.key, result.error)
-                bar.update(1)
-                yield result
+        for result in results:
+            if result.error is not None:
+                failed += 1
+                bar.set_postfix(failed=failed)
+                log.warning("skipped %s: %s", result.key, result.error)
+            bar.update(1)
+            yield result

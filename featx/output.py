@@ -64,3 +64,18 @@ def write_features(path: str | Path, features: Features) -> Path:
     writer = WRITERS[path.suffix.lower()]
     atomic_write(path, lambda f: writer(features, f))
     return path
+
+
+def error_report_path(out: Path) -> Path:
+    return out.with_name(out.name + ".errors.json")
+
+
+def write_error_report(out: Path, failures: list[tuple[str, str]]) -> Path | None:
+    """``<out>.errors.json``: ``[{"video", "reason"}, ...]``, written atomically; removed when nothing failed."""
+    path = error_report_path(out)
+    if not failures:
+        path.unlink(missing_ok=True)
+        return None
+    text = json.dumps([{"video": key, "reason": reason} for key, reason in failures], indent=1)
+    atomic_write(path, lambda f: f.write(text.encode()))
+    return path

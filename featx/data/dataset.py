@@ -19,16 +19,17 @@ class VideoDataset(Dataset):
     so one bad file never stops the loader.
     """
 
-    def __init__(self, items: Sequence[VideoItem], pipeline: Pipeline) -> None:
+    def __init__(self, items: Sequence[VideoItem], pipeline: Pipeline, decoder: str = "decord") -> None:
         self.items = list(items)
         self.pipeline = pipeline
+        self.decoder = decoder
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self.items[index]
-        results = {"filename": item.path, "start_index": 0}
+        results = {"filename": item.path, "start_index": 0, "decoder": self.decoder}
         try:
             results = self.pipeline(results)
         except VideoError as exc:

@@ -6,14 +6,18 @@ to open or decode a file is a ``VideoError`` naming the reason, so one bad video
 """
 from __future__ import annotations
 
+import logging
 import os
 from types import ModuleType
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from featx.errors import UserError, VideoError
 from featx.registry import DECODERS, TRANSFORMS
+
+log = logging.getLogger(__name__)
+EDIT_LIST_CONTAINERS = (".mp4", ".m4v", ".mov", ".3gp")
 
 
 def import_decord() -> ModuleType:
@@ -23,6 +27,26 @@ def import_decord() -> ModuleType:
     except ImportError:
         raise UserError("decord is not installed: install it with `pip install decord==0.6.0`") from None
     return decord
+
+
+def import_av() -> ModuleType:
+    """Import PyAV on first use, with a clear message when it is missing."""
+    try:
+        import av
+    except ImportError:
+        raise UserError("PyAV is not installed: install it with `pip install av`") from None
+    return av
+
+
+def container_frame_count(path: str) -> int | None:
+    """Frames the container shows, counted from its packets without decoding (edit lists applied)."""
+    av = import_av()
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            return sum(1 for p in container.demux(stream) if p.size and not p.is_discard)
+    except (av.FFmpegError, IndexError):
+        return None
 
 
 def check_video_file(path: str) -> None:
@@ -55,6 +79,19 @@ class DecordReader:
             raise VideoError(f"{path}: decord cannot open it as a video (not a video, damaged, or an unknown format)") from None
         if self.num_frames == 0:
             raise VideoError(f"{path}: the video has no frames")
+        if path.lower().endswith(EDIT_LIST_CONTAINERS):
+            self._warn_on_edit_list()
+
+    def _warn_on_edit_list(self) -> None:
+        """decord 0.6.0 ignores mp4 edit lists (files trimmed with ``ffmpeg -c copy``): it counts the
+        hidden frames too and returns frames shifted by the trimmed amount. Compare with the container."""
+        shown = container_frame_count(self.path)
+        if shown is not None and shown != self.num_frames:
+            log.warning(
+                "%s: decord counts %d frames but the container shows %d (an edit list?); decord's frames "
+                "may be shifted: --decoder pyav decodes such files as players show them",
+                self.path, self.num_frames, shown,
+            )
 
     def __len__(self) -> int:
         return self.num_frames
@@ -79,6 +116,52 @@ class DecordReader:
             raise VideoError(f"{self.path}: decord failed to decode frames ({_reason(exc)})") from None
 
 
+@DECODERS.register("pyav")
+class PyAVReader:
+    """A video decoded with PyAV (FFmpeg), edit lists honoured: exact on files where decord is not,
+    slower (it decodes once to count the frames, then again up to the last frame asked for)."""
+
+    def __init__(self, path: str, num_threads: int = 1) -> None:
+        self._av = import_av()
+        self.path = path
+        self.num_threads = num_threads
+        check_video_file(path)
+        try:
+            with self._av.open(path) as container:
+                self.avg_fps = float(container.streams.video[0].average_rate or 0)
+        except (self._av.FFmpegError, IndexError) as exc:
+            raise VideoError(f"{path}: PyAV cannot open it as a video ({exc})") from None
+        self.num_frames = sum(1 for _ in self._frames())
+        if self.num_frames == 0:
+            raise VideoError(f"{path}: the video has no frames")
+
+    def _frames(self) -> Iterator[Any]:
+        try:
+            with self._av.open(self.path) as container:
+                stream = container.streams.video[0]
+                stream.thread_count = self.num_threads
+                yield from container.decode(stream)
+        except self._av.FFmpegError as exc:
+            raise VideoError(f"{self.path}: PyAV failed to decode ({exc})") from None
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    def get_frames(self, indices: Sequence[int] | np.ndarray, accurate: bool = True) -> np.ndarray:
+        """Frames at ``indices`` in the given order, decoded sequentially (exact on every file)."""
+        inds = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if inds.size and (inds.min() < 0 or inds.max() >= self.num_frames):
+            raise VideoError(f"{self.path}: frame index out of range (the video has {self.num_frames} frames)")
+        wanted = set(inds.tolist())
+        frames: dict[int, np.ndarray] = {}
+        for i, frame in enumerate(self._frames()):
+            if i in wanted:
+                frames[i] = frame.to_ndarray(format="rgb24")
+                if len(frames) == len(wanted):
+                    break
+        return np.stack([frames[i] for i in inds.tolist()])
+
+
 def _reason(exc: Exception) -> str:
     """decord's message, first line only (its C++ errors carry a long stack trace)."""
     text = str(exc).strip().splitlines()
@@ -100,7 +183,7 @@ class DecordInit:
         self.num_threads = num_threads
 
     def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
-        reader = DecordReader(results["filename"], num_threads=self.num_threads)
+        reader = DECODERS.get(results.get("decoder", "decord"))(results["filename"], num_threads=self.num_threads)
         results["video_reader"] = reader
         results["total_frames"] = len(reader)
         results["avg_fps"] = reader.avg_fps

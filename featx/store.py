@@ -1,0 +1,161 @@
+"""The partial store: every finished video appended to ``<out>.partial`` as it is done, so a crash,
+``kill -9`` or Ctrl-C loses nothing and a rerun computes only what is missing.
+
+Layout: a magic line, then records. Each record is ``<u32 length><u32 crc32>`` and a body of
+``<u32 header length>``, a JSON header and the raw array bytes (no pickle). The first record holds
+the run's fingerprint; a torn or corrupt tail (the process died mid-write) is cut off on reopening.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import struct
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from featx.errors import UserError
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"featx-partial 1\n"
+FRAME = struct.Struct("<II")
+HEADER_LEN = struct.Struct("<I")
+FSYNC_EVERY_S = 5.0
+
+
+@dataclass
+class Record:
+    """One video's outcome: its array, or the reason it has none."""
+
+    key: str
+    array: np.ndarray | None = None
+    error: str | None = None
+    info: dict[str, Any] | None = None
+
+
+def _encode(header: dict[str, Any], payload: bytes = b"") -> bytes:
+    head = json.dumps(header, separators=(",", ":")).encode()
+    body = HEADER_LEN.pack(len(head)) + head + payload
+    return FRAME.pack(len(body), zlib.crc32(body)) + body
+
+
+def _decode(body: bytes) -> tuple[dict[str, Any], bytes]:
+    (n,) = HEADER_LEN.unpack_from(body)
+    return json.loads(body[HEADER_LEN.size:HEADER_LEN.size + n]), body[HEADER_LEN.size + n:]
+
+
+def _read_bodies(f: Any) -> Iterator[tuple[int, bytes]]:
+    """(offset, body) of each intact record from the current position; stops at a torn or corrupt one."""
+    while True:
+        offset = f.tell()
+        frame = f.read(FRAME.size)
+        if len(frame) < FRAME.size:
+            return
+        length, crc = FRAME.unpack(frame)
+        body = f.read(length)
+        if len(body) < length or zlib.crc32(body) != crc:
+            return
+        yield offset, body
+
+
+class PartialStore:
+    """Append-only store of finished videos for one output, tied to a fingerprint of what made them."""
+
+    def __init__(self, path: Path, fingerprint: dict[str, Any], *, restart: bool = False) -> None:
+        self.path = path
+        self.fingerprint = fingerprint
+        self.done: set[str] = set()  # keys with a vector (failed keys are retried on a rerun)
+        self.resumed = 0
+        if restart and path.exists():
+            path.unlink()
+        if path.exists():
+            self._reopen()
+        else:
+            self._file = open(path, "wb")
+            self._file.write(MAGIC + _encode({"fingerprint": fingerprint}))
+            self._sync()
+        self._last_sync = time.monotonic()
+
+    def _reopen(self) -> None:
+        with open(self.path, "rb") as f:
+            if f.read(len(MAGIC)) != MAGIC:
+                raise UserError(f"{self.path} is not a featx partial store; move it away or pass --restart")
+            bodies = _read_bodies(f)
+            first = next(bodies, None)
+            if first is None or _decode(first[1])[0].get("fingerprint") != self.fingerprint:
+                raise UserError(
+                    f"{self.path} holds results made with another config, checkpoint or options; "
+                    "pass --restart to discard them, or use another --out"
+                )
+            end = f.tell()
+            for _, body in bodies:
+                header, _ = _decode(body)
+                (self.done.discard if header.get("error") else self.done.add)(header["key"])
+                end = f.tell()
+        self.resumed = len(self.done)
+        self._file = open(self.path, "r+b")
+        self._file.truncate(end)  # drop a record torn by a crash
+        self._file.seek(end)
+
+    def add(self, record: Record) -> None:
+        """Append one video's outcome; flushed at once, fsynced every few seconds."""
+        header: dict[str, Any] = {"key": record.key, "error": record.error, "info": record.info or {}}
+        payload = b""
+        if record.array is not None:
+            array = np.ascontiguousarray(record.array)
+            header.update(dtype=array.dtype.str, shape=list(array.shape))
+            payload = array.tobytes()
+        self._file.write(_encode(header, payload))
+        self._file.flush()
+        if record.error is None:
+            self.done.add(record.key)
+        if time.monotonic() - self._last_sync > FSYNC_EVERY_S:
+            self._sync()
+
+    def _sync(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._last_sync = time.monotonic()
+
+    def records(self) -> dict[str, Record]:
+        """The latest record of every key, read back from disk (a retried key's success wins)."""
+        self._sync()
+        latest: dict[str, Record] = {}
+        with open(self.path, "rb") as f:
+            f.seek(len(MAGIC))
+            bodies = _read_bodies(f)
+            next(bodies)
+            for _, body in bodies:
+                header, payload = _decode(body)
+                array = None
+                if header.get("dtype"):
+                    array = np.frombuffer(payload, dtype=np.dtype(header["dtype"])).reshape(header["shape"]).copy()
+                latest[header["key"]] = Record(header["key"], array, header.get("error"), header.get("info"))
+        return latest
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._sync()
+            self._file.close()
+
+    def remove(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+
+def partial_path(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+def fingerprint(model_cfg: Any, pipeline_cfg: Any, checkpoint_sha256: str, **options: Any) -> dict[str, Any]:
+    """What decides the vectors: the model and test pipeline configs, the weights, and vector-changing options."""
+    text = json.dumps({"model": model_cfg, "pipeline": pipeline_cfg}, sort_keys=True, default=repr)
+    return {"config_sha256": hashlib.sha256(text.encode()).hexdigest(), "checkpoint_sha256": checkpoint_sha256,
+            **options}
