@@ -125,20 +125,9 @@ class PartialStore:
         self._last_sync = time.monotonic()
 
     def records(self) -> dict[str, Record]:
-        """The latest record of every key, read back from disk (a retried key's success wins)."""
+        """The latest record of every key, read back from disk."""
         self._sync()
-        latest: dict[str, Record] = {}
-        with open(self.path, "rb") as f:
-            f.seek(len(MAGIC))
-            bodies = _read_bodies(f)
-            next(bodies)
-            for _, body in bodies:
-                header, payload = _decode(body)
-                array = None
-                if header.get("dtype"):
-                    array = np.frombuffer(payload, dtype=np.dtype(header["dtype"])).reshape(header["shape"]).copy()
-                latest[header["key"]] = Record(header["key"], array, header.get("error"), header.get("info"))
-        return latest
+        return read_records(self.path)
 
     def close(self) -> None:
         if not self._file.closed:
@@ -148,6 +137,23 @@ class PartialStore:
     def remove(self) -> None:
         self.close()
         self.path.unlink(missing_ok=True)
+
+
+def read_records(path: Path) -> dict[str, Record]:
+    """The latest record of every key in a partial store (a retried key's success wins); read-only."""
+    latest: dict[str, Record] = {}
+    with open(path, "rb") as f:
+        if f.read(len(MAGIC)) != MAGIC:
+            raise UserError(f"{path} is not a featx partial store")
+        bodies = _read_bodies(f)
+        next(bodies, None)  # the fingerprint
+        for _, body in bodies:
+            header, payload = _decode(body)
+            array = None
+            if header.get("dtype"):
+                array = np.frombuffer(payload, dtype=np.dtype(header["dtype"])).reshape(header["shape"]).copy()
+            latest[header["key"]] = Record(header["key"], array, header.get("error"), header.get("info"))
+    return latest
 
 
 def partial_path(out: Path) -> Path:

@@ -20,7 +20,8 @@ import torch
 from featx.data.dataset import VideoDataset
 
 
-def _worker_main(dataset: VideoDataset, conn: Connection) -> None:
+def _worker_main(dataset: VideoDataset, conn: Connection, parent_end: Connection) -> None:
+    parent_end.close()  # so that the parent's death reads as EOF here, and the worker exits
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
@@ -37,7 +38,7 @@ def _worker_main(dataset: VideoDataset, conn: Connection) -> None:
 class _Worker:
     def __init__(self, ctx: Any, dataset: VideoDataset) -> None:
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(dataset, child), daemon=True)
+        self.proc = ctx.Process(target=_worker_main, args=(dataset, child, self.conn), daemon=True)
         self.proc.start()
         child.close()
         self.index: int | None = None

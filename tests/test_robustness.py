@@ -1,0 +1,244 @@
+"""Never lose a night's work: bad videos skipped and reported, hung decoders killed, runs resumed."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from conftest import CASE_CONFIGS, ROOT, VIDEOS, run_featx, write_list
+from featx.data.decode import DecordReader, PyAVReader
+from featx.store import partial_path, read_records
+
+TSN = CASE_CONFIGS["tsn_clip"]
+FAST = ["--cfg-options", "data.test.pipeline.1.num_clips=3", "--device", "cpu"]  # 3 snippets a video: quick
+GOOD = ["h264_176x144_18frames.mp4", "h264_portrait_240x320.mp4"]
+
+
+def encode(path: Path, frames: int, size: tuple[int, int] = (64, 48), fps: int = 25) -> Path:
+    """A real H.264 video of moving gradients."""
+    w, h = size
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        yy, xx = np.mgrid[0:h, 0:w]
+        for t in range(frames):
+            img = np.stack([(xx * 3 + t * 7) % 256, (yy * 5 + t * 3) % 256, (xx + yy + t * 11) % 256], -1)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(img.astype(np.uint8), format="rgb24")))
+        out.mux(stream.encode())
+    return path
+
+
+def trim_with_edit_list(src: Path, dst: Path, frames: int) -> Path:
+    """Remux without re-encoding so the first ``frames`` frames sit before time 0: the mp4 muxer writes
+    an edit list hiding them, as ``ffmpeg -ss ... -c copy`` does."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        stream = inp.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        shift = round(frames / (stream.average_rate * stream.time_base))
+        for packet in inp.demux(stream):
+            if packet.dts is None:
+                continue
+            packet.pts -= shift
+            packet.dts -= shift
+            packet.stream = copy
+            out.mux(packet)
+    return dst
+
+
+@pytest.fixture
+def mixed_root(tmp_path):
+    """Good videos beside every kind of bad one."""
+    root = tmp_path / "videos"
+    root.mkdir()
+    for name in GOOD:
+        shutil.copy(VIDEOS / name, root / name)
+    (root / "empty.mp4").write_bytes(b"")
+    (root / "text.mp4").write_text("this is not a video\n" * 50)
+    data = (VIDEOS / "h264_320x240_30fps.mp4").read_bytes()
+    (root / "truncated.mp4").write_bytes(data[: int(len(data) * 0.3)])
+    encode(root / "three_frames.mp4", 3)
+    return root
+
+
+def test_bad_videos_are_skipped_reported_and_the_rest_kept(golden_checkpoint, mixed_root, tmp_path):
+    names = [GOOD[0], "missing.mp4", "empty.mp4", "text.mp4", "truncated.mp4", "three_frames.mp4", GOOD[1]]
+    out = tmp_path / "out" / "feats.pkl"
+    proc = run_featx(TSN, golden_checkpoint("tsn_clip"), "--video-list", write_list(tmp_path / "all.txt", names),
+                     "--video-root", mixed_root, "--out", out, *FAST)
+    assert proc.returncode == 1, proc.stderr  # some failed, the others written
+    got = pickle.loads(out.read_bytes())
+    assert list(got) == [GOOD[0], "three_frames.mp4", GOOD[1]]  # 3 frames is no error: indices wrap around
+    report = {e["video"]: e["reason"] for e in json.loads(out.with_name("feats.pkl.errors.json").read_text())}
+    assert sorted(report) == ["empty.mp4", "missing.mp4", "text.mp4", "truncated.mp4"]
+    assert "not found" in report["missing.mp4"] and "empty file" in report["empty.mp4"]
+    assert "cannot open" in report["text.mp4"]
+    assert "decord" in report["truncated.mp4"]
+    assert "3 written, 4 failed" in proc.stderr
+    assert proc.stderr.count("warning: skipped") == 4  # each said as it happens
+    assert not partial_path(out).exists()
+
+    alone = tmp_path / "alone.pkl"
+    proc = run_featx(TSN, golden_checkpoint("tsn_clip"), "--video-list", write_list(tmp_path / "good.txt", GOOD),
+                     "--video-root", mixed_root, "--out", alone, *FAST)
+    assert proc.returncode == 0, proc.stderr
+    for name, vector in pickle.loads(alone.read_bytes()).items():
+        np.testing.assert_array_equal(got[name], vector)
+    assert not alone.with_name("alone.pkl.errors.json").exists()
+
+
+def test_strict_stops_at_the_first_failure(golden_checkpoint, mixed_root, tmp_path):
+    out = tmp_path / "feats.pkl"
+    proc = run_featx(TSN, golden_checkpoint("tsn_clip"), "--video-list",
+                     write_list(tmp_path / "l.txt", [GOOD[0], "empty.mp4", GOOD[1]]), "--video-root", mixed_root,
+                     "--out", out, "--strict", "--workers", "0", *FAST)
+    assert proc.returncode == 1
+    assert "--strict: stopped at empty.mp4" in proc.stderr
+    assert not out.exists() and set(read_records(partial_path(out))) == {GOOD[0], "empty.mp4"}
+
+
+@pytest.fixture(scope="module")
+def slow_video(tmp_path_factory):
+    """A 1080p video whose decoding takes a second or more with PyAV (it decodes the file twice)."""
+    return encode(tmp_path_factory.mktemp("slow") / "slow.mp4", 300, size=(1920, 1080))
+
+
+def test_a_decoder_past_the_time_limit_is_killed_and_the_run_goes_on(golden_checkpoint, slow_video, tmp_path):
+    out = tmp_path / "feats.pkl"
+    root = slow_video.parent
+    shutil.copy(VIDEOS / GOOD[0], root / GOOD[0])
+    started = time.monotonic()
+    proc = run_featx(TSN, golden_checkpoint("tsn_clip"), "--video-list",
+                     write_list(tmp_path / "l.txt", ["slow.mp4", GOOD[0]]), "--video-root", root, "--out", out,
+                     "--decoder", "pyav", "--workers", "1", "--video-timeout", "0.5", *FAST)
+    assert proc.returncode == 1, proc.stderr
+    assert list(pickle.loads(out.read_bytes())) == [GOOD[0]]
+    [error] = json.loads(out.with_name("feats.pkl.errors.json").read_text())
+    assert error["video"] == "slow.mp4" and "timed out after 0.5 s" in error["reason"]
+    assert time.monotonic() - started < 120
+
+
+def _children(pid: int) -> list[int]:
+    """Child processes of ``pid``, whichever of its threads started them."""
+    return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+
+
+def _wait_for(predicate, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.1)
+
+
+def _featx_popen(*args) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, "-m", "featx.cli", *map(str, args)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_crashed_decoder_costs_one_video(golden_checkpoint, slow_video, tmp_path):
+    out = tmp_path / "feats.pkl"
+    root = slow_video.parent
+    shutil.copy(VIDEOS / GOOD[0], root / GOOD[0])
+    proc = _featx_popen(TSN, golden_checkpoint("tsn_clip"), "--video-list",
+                        write_list(tmp_path / "l.txt", ["slow.mp4", GOOD[0]]), "--video-root", root, "--out", out,
+                        "--decoder", "pyav", "--workers", "1", *FAST)
+    _wait_for(lambda: _children(proc.pid))
+    time.sleep(0.3)  # the worker is now decoding slow.mp4
+    for child in _children(proc.pid):
+        os.kill(child, signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 1, stderr
+    [error] = json.loads(out.with_name("feats.pkl.errors.json").read_text())
+    assert error["video"] == "slow.mp4" and "crashed (killed by signal SIGKILL)" in error["reason"]
+    assert list(pickle.loads(out.read_bytes())) == [GOOD[0]]
+
+
+@pytest.fixture
+def eight(tmp_path):
+    root = tmp_path / "eight"
+    root.mkdir()
+    names = []
+    for i in range(8):
+        name = f"v{i}_{GOOD[i % 2]}"
+        os.symlink(VIDEOS / GOOD[i % 2], root / name)
+        names.append(name)
+    return root, write_list(tmp_path / "eight.txt", names), names
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT])
+def test_interrupted_run_resumes_to_the_same_file(how, golden_checkpoint, eight, tmp_path):
+    root, video_list, names = eight
+    args = [TSN, golden_checkpoint("tsn_clip"), "--video-list", video_list, "--video-root", root, *FAST,
+            "--workers", "1"]
+    out = tmp_path / "feats.pkl"
+    proc = _featx_popen(*args, "--out", out)
+    _wait_for(lambda: partial_path(out).exists() and len(read_records(partial_path(out))) >= 3)
+    proc.send_signal(how)
+    stopped = time.monotonic()
+    _, stderr = proc.communicate(timeout=60)
+    assert not out.exists()
+    if how == signal.SIGINT:
+        assert time.monotonic() - stopped < 10 and proc.returncode == 130
+        assert "run the same command again to resume" in stderr
+    done = len(read_records(partial_path(out)))
+    assert 3 <= done < 8
+
+    rerun = run_featx(*args, "--out", out)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{8 - done} computed in this run, {done} resumed" in rerun.stderr
+    whole = tmp_path / "whole.pkl"
+    assert run_featx(*args, "--out", whole).returncode == 0
+    a, b = pickle.loads(out.read_bytes()), pickle.loads(whole.read_bytes())
+    assert list(a) == list(b) == names
+    for name in names:
+        np.testing.assert_array_equal(a[name], b[name])
+
+
+def test_changed_config_refuses_to_mix_results(golden_checkpoint, eight, tmp_path):
+    root, video_list, _ = eight
+    out = tmp_path / "feats.pkl"
+    args = [TSN, golden_checkpoint("tsn_clip"), "--video-list", video_list, "--video-root", root, "--out", out]
+    proc = _featx_popen(*args, *FAST, "--workers", "1")
+    _wait_for(lambda: partial_path(out).exists() and len(read_records(partial_path(out))) >= 1)
+    proc.kill()
+    proc.communicate()
+    other = ["--cfg-options", "data.test.pipeline.1.num_clips=2", "--device", "cpu"]
+    refused = run_featx(*args, *other)
+    assert refused.returncode == 2 and "pass --restart" in refused.stderr
+    assert partial_path(out).exists()  # the earlier results are still there
+    restarted = run_featx(*args, *other, "--restart")
+    assert restarted.returncode == 0 and "0 resumed" in restarted.stderr
+
+
+def test_edit_list_is_detected_and_pyav_decodes_it(tmp_path, caplog):
+    trimmed = trim_with_edit_list(VIDEOS / "h264_320x240_30fps.mp4", tmp_path / "trimmed.mp4", 10)
+    with caplog.at_level("WARNING", logger="featx"):
+        decord_reader = DecordReader(str(trimmed))
+    assert len(decord_reader) == 180
+    assert any("trimmed.mp4" in r.getMessage() and "--decoder pyav" in r.getMessage() for r in caplog.records)
+    pyav_reader = PyAVReader(str(trimmed))
+    assert len(pyav_reader) == 170
+    original = DecordReader(str(VIDEOS / "h264_320x240_30fps.mp4"))
+    wanted = np.array([0, 5, 60, 169, 5])
+    np.testing.assert_array_equal(pyav_reader.get_frames(wanted), original.get_frames(wanted + 10))
+
+
+def test_pyav_decoder_gives_the_reference_vectors(golden_checkpoint, tmp_path):
+    from conftest import golden_features, rel_error
+    out = tmp_path / "feats.pkl"
+    proc = run_featx(TSN, golden_checkpoint("tsn_clip"), "--video-list", write_list(tmp_path / "l.txt", GOOD),
+                     "--video-root", VIDEOS, "--out", out, "--decoder", "pyav")
+    assert proc.returncode == 0, proc.stderr
+    expected = golden_features("tsn_clip")
+    for name, vector in pickle.loads(out.read_bytes()).items():
+        assert rel_error(vector, expected[name]) <= 1e-4
