@@ -37,3 +37,98 @@ def test_shards_cover_each_item_once_balanced(n, world):
     shards = [shard(items, DistInfo(rank, world)) for rank in range(world)]
     assert sorted(x for s in shards for x in s) == items
     assert max(map(len, shards)) - min(map(len, shards)) <= 1
+
+
+# --- real multi-process runs on the CPU (gloo) -------------------------------------------------
+
+import os  # noqa: E402
+import pickle  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from conftest import CASE_CONFIGS, ROOT, VIDEOS, golden_features, run_featx, write_list  # noqa: E402
+
+TSN = CASE_CONFIGS["tsn_clip"]
+FAST = ["--cfg-options", "data.test.pipeline.1.num_clips=3", "--workers", "1"]
+ALL = sorted(golden_features("tsn_clip"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def single_process(checkpoint, video_list, tmp_path):
+    out = tmp_path / "single.pkl"
+    proc = run_featx(TSN, checkpoint, "--video-list", video_list, "--video-root", VIDEOS, "--out", out, *FAST)
+    assert proc.returncode == 0, proc.stderr
+    return pickle.loads(out.read_bytes())
+
+
+def assert_same(got: dict, expected: dict) -> None:
+    assert list(got) == list(expected)
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-5 * np.abs(expected[key]).max())
+
+
+@pytest.mark.parametrize("procs, videos", [(2, ALL), (3, ALL[:4]), (2, ALL[:1])])
+def test_dist_script_equals_single_process(procs, videos, golden_checkpoint, tmp_path):
+    video_list = write_list(tmp_path / "list.txt", videos)
+    out = tmp_path / "dist" / "feats.pkl"
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()))
+    proc = subprocess.run(
+        ["bash", str(ROOT / "tools/misc/dist_clip_feature_extraction.sh"), str(ROOT / TSN),
+         str(golden_checkpoint("tsn_clip")), str(procs), "--video-list", str(video_list), "--video-root", str(VIDEOS),
+         "--out", str(out), *FAST],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"{len(videos)} written, 0 failed" in proc.stderr
+    assert_same(pickle.loads(out.read_bytes()), single_process(golden_checkpoint("tsn_clip"), video_list, tmp_path))
+    assert sorted(p.name for p in out.parent.iterdir()) == ["feats.pkl"]  # no temp or partial files left
+
+
+LAUNCHER_VARS = {
+    "slurm": lambda rank, n, port: {"SLURM_PROCID": str(rank), "SLURM_NTASKS": str(n), "SLURM_LOCALID": str(rank),
+                                    "SLURM_NODELIST": "localhost", "MASTER_PORT": str(port)},
+    "mpi": lambda rank, n, port: {"OMPI_COMM_WORLD_RANK": str(rank), "OMPI_COMM_WORLD_SIZE": str(n),
+                                  "OMPI_COMM_WORLD_LOCAL_RANK": str(rank), "MASTER_PORT": str(port)},
+}
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHER_VARS))
+def test_slurm_and_mpi_launchers_with_two_local_processes(launcher, golden_checkpoint, tmp_path):
+    video_list = write_list(tmp_path / "list.txt", ALL[:3])
+    out = tmp_path / "feats.pkl"
+    port = free_port()
+    procs = []
+    for rank in range(2):
+        env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")}
+        env.update(LAUNCHER_VARS[launcher](rank, 2, port), PYTHONPATH=str(ROOT))
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "featx.cli", TSN, str(golden_checkpoint("tsn_clip")), "--video-list", str(video_list),
+             "--video-root", str(VIDEOS), "--out", str(out), "--launcher", launcher, *FAST],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert_same(pickle.loads(out.read_bytes()), single_process(golden_checkpoint("tsn_clip"), video_list, tmp_path))
+
+
+def test_a_failing_rank_ends_the_job_with_its_message(golden_checkpoint, tmp_path):
+    video_list = write_list(tmp_path / "list.txt", ALL[:2])
+    out = tmp_path / "feats.pkl"
+    (tmp_path / "feats.pkl.partial").write_bytes(b"not a partial store")  # rank 0 refuses to touch it
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()))
+    proc = subprocess.run(
+        ["bash", str(ROOT / "tools/misc/dist_clip_feature_extraction.sh"), str(ROOT / TSN),
+         str(golden_checkpoint("tsn_clip")), "2", "--video-list", str(video_list), "--video-root", str(VIDEOS),
+         "--out", str(out), *FAST],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "featx[rank 0]: error:" in proc.stderr and "not a featx partial store" in proc.stderr
+    assert not out.exists()
