@@ -20,6 +20,7 @@ from featx import __version__
 from featx.checkpoint import file_sha256
 from featx.config import LoaderSettings, load_config
 from featx.data import VideoItem, build_pipeline, read_video_list
+from featx.data.pipeline import split_normalize
 from featx.distributed import (LAUNCHER_ENV, DistInfo, broadcast_from_main, gather_to_main, init_distributed,
                                object_group, shard)
 from featx.errors import UserError
@@ -49,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output file: .pkl/.pickle (dict of float32 vectors) or .json")
     p.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
                    help="override config values, e.g. data.workers_per_gpu=4 model.test_cfg.max_testing_views=10")
-    p.add_argument("--fuse-conv-bn", action="store_true", help="fold BatchNorm into the convolutions (same output, faster)")
+    p.add_argument("--fuse-conv-bn", action=argparse.BooleanOptionalAction, default=True,
+                   help="fold BatchNorm into the convolutions (default on: same vectors to float rounding, faster)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
     p.add_argument("--precision", choices=sorted(PRECISIONS), default=None,
                    help="compute precision (default fp32, or fp16 on a GPU when the config sets fp16)")
@@ -102,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     if args.video_timeout <= 0:
         raise UserError(f"--video-timeout {args.video_timeout:g}: must be more than 0 seconds")
     cfg = load_config(args.config, args.cfg_options)
-    pipeline = build_pipeline(cfg.data.test.pipeline)
+    pipeline, normalize = split_normalize(build_pipeline(cfg.data.test.pipeline))
     out = check_output_path(args.out)
     items = read_video_list(args.video_list, args.video_root)
     device = select_device(args.device)
@@ -134,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.monotonic()
     samples = decoded_samples(pipeline, mine, workers=workers, timeout=args.video_timeout, decoder=args.decoder)
-    results = extract(FeatureExtractor(model, device, precision), batched(samples, max(1, settings.videos_per_gpu)))
+    results = extract(FeatureExtractor(model, device, precision, normalize), batched(samples, max(1, settings.videos_per_gpu)))
     if group is not None:
         results = gather_to_main(results, info, math.ceil(len(todo) / info.world_size), group)
     if store is None:

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from featx.checkpoint import load_checkpoint
 from featx.data import Pipeline, VideoDataset, VideoItem
 from featx.data.pool import DecodePool
+from featx.data.transforms import Normalize
 from featx.errors import UserError
 from featx.models import build_model, fuse_conv_bn
 
@@ -71,13 +72,25 @@ def autocast(precision: str, device: torch.device) -> ContextManager[Any]:
     return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
-def prepare_model(cfg: Config, checkpoint: str, device: torch.device, *, fuse: bool) -> tuple[nn.Module, Path]:
-    """Build the model from ``cfg.model``, load the checkpoint on the CPU, fold BN if asked, move it to ``device``."""
+def prepare_model(cfg: Config, checkpoint: str, device: torch.device, *, fuse: bool = True,
+                  channels_last: bool = True) -> tuple[nn.Module, Path]:
+    """Build the model from ``cfg.model``, load the checkpoint on the CPU and move it to ``device``.
+
+    For speed, BatchNorm is folded into the convolutions and the weights are stored channels-last
+    (both change the vectors only by float rounding, about 1e-7 relative).
+    """
     model = build_model(cfg.model)
     path = load_checkpoint(model, checkpoint)
     if fuse:
         model = fuse_conv_bn(model)
-    return model.to(device).eval(), path
+    model = model.to(device).eval()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last_3d if _is_3d(model) else torch.channels_last)
+    return model, path
+
+
+def _is_3d(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv3d) for m in model.modules())
 
 
 def decoded_samples(pipeline: Pipeline, items: list[VideoItem], *, workers: int, timeout: float,
@@ -100,10 +113,12 @@ def batched(samples: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[
 class FeatureExtractor:
     """Runs the model on a batch of decoded videos; views are averaged on the device."""
 
-    def __init__(self, model: nn.Module, device: torch.device, precision: str = "fp32") -> None:
+    def __init__(self, model: nn.Module, device: torch.device, precision: str = "fp32",
+                 normalize: Normalize | None = None) -> None:
         self.model = model
         self.device = device
         self.precision = precision
+        self.normalize = normalize  # applied here when the workers send uint8 frames
 
     @torch.inference_mode()
     def __call__(self, samples: list[dict[str, Any]]) -> list[VideoResult]:
@@ -118,6 +133,8 @@ class FeatureExtractor:
             if self.device.type == "cuda":
                 imgs = imgs.pin_memory()
             imgs = imgs.to(self.device, non_blocking=True)
+            if self.normalize is not None:
+                imgs = self.normalize.normalize_tensor(imgs, channel_dim=2)  # (B, V, C, ...)
             with autocast(self.precision, self.device):
                 feats = self.model(imgs)
             for s, feat in zip(group, feats.float().cpu().numpy()):

@@ -14,7 +14,7 @@ from featx.errors import VideoError
 class VideoDataset(Dataset):
     """Maps index ``i`` to the model input of ``items[i]``, or to an error record.
 
-    A sample is ``{'index', 'key', 'imgs' (float32, (views, ...)), 'frame_inds', 'total_frames',
+    A sample is ``{'index', 'key', 'imgs' ((views, ...), float32, or uint8 before a device-side Normalize), 'frame_inds', 'total_frames',
     'avg_fps'}``; a video that cannot be used gives ``{'index', 'key', 'error': reason}`` instead,
     so one bad file never stops the loader.
     """
@@ -37,7 +37,7 @@ class VideoDataset(Dataset):
         return {
             "index": index,
             "key": item.key,
-            "imgs": np.asarray(results["imgs"], dtype=np.float32),
+            "imgs": np.ascontiguousarray(results["imgs"]),
             "frame_inds": results["frame_inds"],
             "total_frames": results["total_frames"],
             "avg_fps": results["avg_fps"],

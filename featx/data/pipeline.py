@@ -24,3 +24,22 @@ class Pipeline:
 def build_pipeline(cfgs: Sequence[Mapping[str, Any]]) -> Pipeline:
     """Build each ``{'type': name, **kwargs}`` with ``TRANSFORMS``; unknown names and bad kwargs are UserErrors."""
     return Pipeline([TRANSFORMS.build(cfg) for cfg in cfgs])
+
+
+LAYOUT_ONLY = ("FormatShape", "Collect", "ToTensor")
+
+
+def split_normalize(pipeline: Pipeline) -> tuple[Pipeline, Any | None]:
+    """Take a ``Normalize`` followed only by layout steps out of ``pipeline``, for the device to apply.
+
+    Workers then send uint8 frames (a quarter of the bytes) and the device normalises them
+    (``Normalize.normalize_tensor``, same arithmetic). Returns ``(pipeline, None)`` when there is none.
+    """
+    names = [type(t).__name__ for t in pipeline.transforms]
+    if "Normalize" not in names:
+        return pipeline, None
+    at = len(names) - 1 - names[::-1].index("Normalize")
+    if any(name not in LAYOUT_ONLY for name in names[at + 1:]):
+        return pipeline, None
+    rest = pipeline.transforms[:at] + pipeline.transforms[at + 1:]
+    return Pipeline(rest), pipeline.transforms[at]

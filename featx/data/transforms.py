@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import cv2
 import numpy as np
+import torch
 
 from featx.errors import UserError, VideoError
 from featx.registry import TRANSFORMS
@@ -249,6 +250,17 @@ class Normalize:
         cv2.multiply(rows, 1.0 / self.std, dst=rows)
         results["imgs"] = out
         return results
+
+    def normalize_tensor(self, imgs: torch.Tensor, channel_dim: int) -> torch.Tensor:
+        """The same arithmetic, bit for bit, on a uint8 tensor whose channels lie along ``channel_dim``
+        (so frames can travel as uint8 and be normalised on the device)."""
+        shape = [1] * imgs.dim()
+        shape[channel_dim] = 3
+        if self.to_bgr:
+            imgs = imgs.flip(channel_dim)
+        mean = torch.tensor(self.mean.ravel(), dtype=torch.float32, device=imgs.device).view(shape)
+        inv_std = torch.tensor(1.0 / self.std.ravel(), dtype=torch.float64, device=imgs.device).view(shape)
+        return ((imgs.float() - mean).double() * inv_std).float()
 
 
 @TRANSFORMS.register()

@@ -1,0 +1,56 @@
+"""The fast default path computes what the reference path computes: uint8 frames normalised on the
+device, BatchNorm folded, channels-last weights."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import CASE_CONFIGS, ROOT, VIDEOS
+from featx.config import load_config
+from featx.data import build_pipeline
+from featx.data.pipeline import split_normalize
+from featx.data.transforms import Normalize
+from featx.extract import prepare_model
+
+MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
+
+
+@pytest.mark.parametrize("to_bgr", [False, True])
+def test_normalize_tensor_is_bit_identical_to_normalize(to_bgr):
+    frames = np.random.default_rng(0).integers(0, 256, (5, 17, 23, 3), dtype=np.uint8)
+    norm = Normalize(MEAN, STD, to_bgr=to_bgr)
+    host = norm({"imgs": frames})["imgs"]  # (N, H, W, C)
+    device = norm.normalize_tensor(torch.from_numpy(frames), channel_dim=3).numpy()
+    np.testing.assert_array_equal(device, host)
+
+
+@pytest.mark.parametrize("case", sorted(CASE_CONFIGS))
+def test_split_pipeline_gives_the_same_model_input(case):
+    cfg = load_config(ROOT / CASE_CONFIGS[case])
+    full = build_pipeline(cfg.data.test.pipeline)
+    host, norm = split_normalize(build_pipeline(cfg.data.test.pipeline))
+    assert isinstance(norm, Normalize) and len(host.transforms) == len(full.transforms) - 1
+    start = {"filename": str(VIDEOS / "h264_426x240_24fps.mp4"), "start_index": 0}
+    expected = full(dict(start))["imgs"]
+    frames = host(dict(start))["imgs"]
+    assert frames.dtype == np.uint8
+    got = norm.normalize_tensor(torch.from_numpy(np.ascontiguousarray(frames))[None], channel_dim=2)[0]
+    np.testing.assert_array_equal(got.numpy(), expected)
+
+
+def test_no_split_when_normalize_is_not_last():
+    pipeline = build_pipeline([{"type": "Normalize", "mean": MEAN, "std": STD}, {"type": "CenterCrop", "crop_size": 8}])
+    assert split_normalize(pipeline) == (pipeline, None)
+
+
+@pytest.mark.parametrize("case", ["tsn_clip", "slowonly_clip"])
+def test_folded_channels_last_model_matches_the_plain_one(case, golden_checkpoint):
+    cfg = load_config(ROOT / CASE_CONFIGS[case])
+    plain, _ = prepare_model(cfg, str(golden_checkpoint(case)), torch.device("cpu"), fuse=False, channels_last=False)
+    fast, _ = prepare_model(cfg, str(golden_checkpoint(case)), torch.device("cpu"))
+    shape = (1, 2, 3, 64, 64) if case == "tsn_clip" else (1, 2, 3, 4, 64, 64)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        a, b = plain(x), fast(x)
+    assert float((a - b).abs().max() / a.abs().max()) < 1e-5
