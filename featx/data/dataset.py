@@ -41,4 +41,5 @@ class VideoDataset(Dataset):
             "frame_inds": results["frame_inds"],
             "total_frames": results["total_frames"],
             "avg_fps": results["avg_fps"],
+            "timings": results["timings"],
         }

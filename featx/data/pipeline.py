@@ -1,6 +1,7 @@
 """A test pipeline: transforms built from config dicts, applied in order."""
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Mapping, Sequence
 
 from featx.registry import TRANSFORMS
@@ -13,8 +14,13 @@ class Pipeline:
         self.transforms = list(transforms)
 
     def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
+        """Apply every transform; seconds spent in each add up in ``results['timings']`` by name."""
+        timings = results.setdefault("timings", {})
         for transform in self.transforms:
+            start = time.perf_counter()
             results = transform(results)
+            name = type(transform).__name__
+            timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
         return results
 
     def __repr__(self) -> str:
