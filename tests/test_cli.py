@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import CASE_CONFIGS, ROOT, VIDEOS, golden_features, rel_error, run_featx, write_list
 
@@ -74,11 +75,24 @@ BAD_INPUTS = {
     "unsupported --out suffix": (lambda a, t, c: {**a, "--out": str(t / "feats.csv")}, "unsupported suffix"),
     "cfg-options typo": (lambda a, t, c: {**a, "--cfg-options": "dta.videos_per_gpu=2"}, "dta"),
     "unknown transform": (lambda a, t, c: {**a, "--cfg-options": "data.test.pipeline.3.type=Rezise"}, "Rezise"),
+    "bad config value": (lambda a, t, c: {**a, "--cfg-options": "model.backbone.depth=51"}, "depth"),
+    "output folder not creatable": (lambda a, t, c: {**a, "--out": str(_a_file(t) / "feats.pkl")}, "cannot create"),
+    "unknown decoder": (lambda a, t, c: {**a, "--decoder": "ffmpeg"}, "invalid choice"),
+    "zero timeout": (lambda a, t, c: {**a, "--video-timeout": "0"}, "--video-timeout"),
+    "GPU where there is none": (lambda a, t, c: {**a, "--device": "cuda"}, "no CUDA GPU"),
 }
+
+
+def _a_file(tmp_path):
+    path = tmp_path / "plain_file"
+    path.write_text("not a folder")
+    return path
 
 
 @pytest.mark.parametrize("name", sorted(BAD_INPUTS))
 def test_bad_input_is_one_line_and_exit_2(name, golden_checkpoint, short_list, tmp_path):
+    if name == "GPU where there is none" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
     change, words = BAD_INPUTS[name]
     good = {"config": TSN, "checkpoint": str(golden_checkpoint("tsn_clip")), "--video-list": str(short_list),
             "--video-root": str(VIDEOS), "--out": str(tmp_path / "out" / "feats.pkl")}
