@@ -116,11 +116,12 @@ def run_baseline(cfg: Any, checkpoint: str, items: list[VideoItem], device: torc
 
 
 def run_featx(name: str, cfg: Any, checkpoint: str, items: list[VideoItem], device: torch.device,
-              precision: str = "fp32") -> dict[str, Any]:
+              precision: str = "fp32", workers: int | None = None) -> dict[str, Any]:
     settings = LoaderSettings.from_config(cfg)
     model, _ = prepare_model(cfg, checkpoint, device)
     pipeline, normalize = split_normalize(build_pipeline(cfg.data.test.pipeline))
-    samples = decoded_samples(pipeline, items, workers=settings.workers_per_gpu, timeout=300, decoder="decord")
+    workers = settings.workers_per_gpu if workers is None else workers
+    samples = decoded_samples(pipeline, items, workers=workers, timeout=300, decoder="decord")
     return measure(name, FeatureExtractor(model, device, precision, normalize), samples, settings.videos_per_gpu)
 
 
@@ -160,6 +161,7 @@ def main() -> None:
         runners = {
             "baseline": lambda: run_baseline(cfg, checkpoint, items, device),
             "default": lambda: run_featx("default", cfg, checkpoint, items, device),
+            "1worker": lambda: run_featx("1worker", cfg, checkpoint, items, device, workers=1),
             "bf16": lambda: run_featx("bf16", cfg, checkpoint, items, device, "bf16"),
         }
         results = [runners[name]() for name in args.variants.split(",")]
