@@ -12,7 +12,8 @@ vectors from the baseline's; then one JSON line with everything.
 Variants: ``baseline`` does what the reference loop does (torch DataLoader with workers_per_gpu
 workers, one video per batch, float32 normalisation on the host, NCHW, no BatchNorm folding,
 frames requested in the sampler's order); ``default`` is featx as a user runs it; ``bf16`` is the
-default with ``--precision bf16``.
+default with ``--precision bf16``; ``sorted`` the default with ``--decode-order sorted``; ``1worker``
+the default with one decoding process.
 """
 from __future__ import annotations
 
@@ -116,12 +117,13 @@ def run_baseline(cfg: Any, checkpoint: str, items: list[VideoItem], device: torc
 
 
 def run_featx(name: str, cfg: Any, checkpoint: str, items: list[VideoItem], device: torch.device,
-              precision: str = "fp32", workers: int | None = None) -> dict[str, Any]:
+              precision: str = "fp32", workers: int | None = None, decode_order: str = "list") -> dict[str, Any]:
     settings = LoaderSettings.from_config(cfg)
     model, _ = prepare_model(cfg, checkpoint, device)
     pipeline, normalize = split_normalize(build_pipeline(cfg.data.test.pipeline))
     workers = settings.workers_per_gpu if workers is None else workers
-    samples = decoded_samples(pipeline, items, workers=workers, timeout=300, decoder="decord")
+    samples = decoded_samples(pipeline, items, workers=workers, timeout=300, decoder="decord",
+                              decode_order=decode_order)
     return measure(name, FeatureExtractor(model, device, precision, normalize), samples, settings.videos_per_gpu)
 
 
@@ -163,6 +165,7 @@ def main() -> None:
             "default": lambda: run_featx("default", cfg, checkpoint, items, device),
             "1worker": lambda: run_featx("1worker", cfg, checkpoint, items, device, workers=1),
             "bf16": lambda: run_featx("bf16", cfg, checkpoint, items, device, "bf16"),
+            "sorted": lambda: run_featx("sorted", cfg, checkpoint, items, device, decode_order="sorted"),
         }
         results = [runners[name]() for name in args.variants.split(",")]
 

@@ -6,6 +6,7 @@ import logging
 import os
 import pickle
 import re
+import http.client
 import urllib.error
 import urllib.parse
 from collections.abc import Mapping
@@ -51,7 +52,7 @@ def resolve_checkpoint(source: str) -> Path:
         log.info("downloading %s to %s", source, cached)
         try:
             torch.hub.download_url_to_file(source, str(cached), hash_prefix=None, progress=True)
-        except (urllib.error.URLError, OSError) as exc:
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
             raise UserError(f"cannot download checkpoint {source}: {exc}") from exc
     if match:
         verify_hash(cached, match.group(1))

@@ -8,27 +8,29 @@ import os
 import signal
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 import torch.distributed as dist
-from mmengine.config import DictAction
+from mmengine.config import Config, DictAction
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from featx import __version__
 from featx.checkpoint import file_sha256
-from featx.config import LoaderSettings, load_config
-from featx.data import VideoItem, build_pipeline, read_video_list
+from featx.config import LoaderSettings, load_config, use_dense_sampling
+from featx.data import VideoItem, build_pipeline, find_videos, read_video_list
+from featx.data.video_list import VIDEO_EXTENSIONS
 from featx.data.pipeline import split_normalize
 from featx.distributed import (LAUNCHER_ENV, DistInfo, broadcast_from_main, gather_to_main, init_distributed,
                                object_group, shard)
 from featx.errors import UserError
 from featx.extract import (PRECISIONS, FeatureExtractor, batched, decoded_samples, extract, prepare_model,
                            resolve_precision, select_device, with_progress)
-from featx.output import check_output_path, write_error_report, write_features
-from featx.registry import DECODERS
-from featx.store import PartialStore, Record, fingerprint, partial_path
+from featx.output import OutputFormat, meta_path, open_output, sidecar, write_error_report, write_json
+from featx.registry import DECODERS, FORMATS
+from featx.store import PartialStore, Record, fingerprint
 
 log = logging.getLogger("featx")
 
@@ -45,9 +47,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("config", help="MMAction2-style Python config file")
     p.add_argument("checkpoint", help="checkpoint file or http(s):// URL (cached in torch's hub folder)")
-    p.add_argument("--video-list", required=True, help="text file, one video path per line (relative to --video-root)")
+    p.add_argument("--video-list", help="text file, one video path per line (relative to --video-root, or absolute); "
+                                        "without it, every video file under --video-root, sorted")
     p.add_argument("--video-root", default="", help="folder the listed paths are relative to")
-    p.add_argument("--out", required=True, help="output file: .pkl/.pickle (dict of float32 vectors) or .json")
+    p.add_argument("--video-ext", default=",".join(VIDEO_EXTENSIONS),
+                   help="file suffixes taken when --video-root is walked (default: %(default)s)")
+    p.add_argument("--out", required=True,
+                   help="output: .pkl/.pickle (dict of float32 arrays), .json, .npz, .h5, or a folder (ending in /) "
+                        "of .npy files; OUT.meta.json says how it was made")
+    p.add_argument("--out-format", choices=FORMATS.names(),
+                   help="output format instead of --out's suffix; 'list' writes MMAction2's list in list order")
+    per = p.add_mutually_exclusive_group()
+    per.add_argument("--per-clip", dest="per", action="store_const", const="clip", default="video",
+                     help="one vector per sampled clip (averaged over its crops): arrays (clips, D)")
+    per.add_argument("--per-view", dest="per", action="store_const", const="view",
+                     help="one vector per clip and crop: arrays (clips, crops, D)")
+    p.add_argument("--dense-stride", metavar="N|Ns",
+                   help="sample clips over the whole video, one every N frames (16) or N seconds (0.5s), "
+                        "instead of the config's num_clips (memory-bounded for long videos)")
     p.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
                    help="override config values, e.g. data.workers_per_gpu=4 model.test_cfg.max_testing_views=10")
     p.add_argument("--fuse-conv-bn", action=argparse.BooleanOptionalAction, default=True,
@@ -61,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds one video may take to decode before its worker is killed and it is skipped (default 300)")
     p.add_argument("--decoder", choices=DECODERS.names(), default="decord",
                    help="video decoder (default decord, as the reference; pyav honours mp4 edit lists)")
+    p.add_argument("--decode-order", choices=["list", "sorted"], default="list",
+                   help="ask the decoder for frames in the sampler's order (default, as the reference) or sorted "
+                        "(fewer seeks: faster for multi-frame clips, but see the README for damaged files)")
     p.add_argument("--strict", action="store_true", help="stop at the first video that fails (exit 1)")
     p.add_argument("--restart", action="store_true", help="discard results of an earlier interrupted run instead of resuming")
     p.add_argument("--launcher", choices=["none", *LAUNCHER_ENV], default="none", help="job launcher (see README)")
@@ -104,9 +124,17 @@ def run(args: argparse.Namespace) -> int:
     if args.video_timeout <= 0:
         raise UserError(f"--video-timeout {args.video_timeout:g}: must be more than 0 seconds")
     cfg = load_config(args.config, args.cfg_options)
+    if args.dense_stride is not None:
+        use_dense_sampling(cfg, args.dense_stride)
     pipeline, normalize = split_normalize(build_pipeline(cfg.data.test.pipeline))
-    out = check_output_path(args.out)
-    items = read_video_list(args.video_list, args.video_root)
+    if args.video_list is not None:
+        items = read_video_list(args.video_list, args.video_root)
+    elif args.video_root:
+        items = find_videos(args.video_root, tuple(e.strip() for e in args.video_ext.split(",") if e.strip()))
+    else:
+        raise UserError("give --video-list, or --video-root alone to take every video file under it")
+    output = open_output(args.out, args.out_format, [it.key for it in items])
+    out = output.path
     device = select_device(args.device)
     info = DistInfo()
     if args.launcher != "none":
@@ -121,10 +149,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--workers {workers}: must be 0 or more")
 
     store = None
+    checkpoint_sha256 = file_sha256(ckpt)
     if info.is_main:
-        marks = fingerprint(cfg.model.to_dict(), cfg.data.test.pipeline, file_sha256(ckpt),
-                            precision=precision, fuse_conv_bn=args.fuse_conv_bn, decoder=args.decoder)
-        store = PartialStore(partial_path(out), marks, restart=args.restart)
+        marks = fingerprint(cfg.model.to_dict(), cfg.data.test.pipeline, checkpoint_sha256,
+                            precision=precision, fuse_conv_bn=args.fuse_conv_bn, decoder=args.decoder,
+                            decode_order=args.decode_order,
+                            video_root=os.path.abspath(args.video_root), per=args.per,
+                            arrays_kept_by_output=output.streams)
+        store = PartialStore(sidecar(out, "partial"), marks, restart=args.restart)
     todo = [i for i, item in enumerate(items) if store is None or item.key not in store.done]
     group = None
     if info.world_size > 1:
@@ -135,8 +167,10 @@ def run(args: argparse.Namespace) -> int:
              len(items), len(items) - len(todo), len(todo), cfg.model.type, ckpt, device, precision, info.world_size)
 
     start = time.monotonic()
-    samples = decoded_samples(pipeline, mine, workers=workers, timeout=args.video_timeout, decoder=args.decoder)
-    results = extract(FeatureExtractor(model, device, precision, normalize), batched(samples, max(1, settings.videos_per_gpu)))
+    samples = decoded_samples(pipeline, mine, workers=workers, timeout=args.video_timeout, decoder=args.decoder,
+                              decode_order=args.decode_order)
+    extractor = FeatureExtractor(model, device, precision, normalize, per=args.per)
+    results = extract(extractor, batched(samples, max(1, settings.videos_per_gpu)))
     if group is not None:
         results = gather_to_main(results, info, math.ceil(len(todo) / info.world_size), group)
     if store is None:
@@ -146,7 +180,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         with logging_redirect_tqdm(loggers=[log]):
             for result in with_progress(results, len(todo)):
-                store.add(Record(result.key, result.feature, result.error, result.info))
+                feature = result.feature
+                if output.streams and feature is not None:
+                    output.add(result.key, feature)
+                    feature = None
+                store.add(Record(result.key, feature, result.error, result.info))
                 if result.error is not None and args.strict:
                     raise StrictFailure(f"--strict: stopped at {result.key}: {result.error}")
     except (KeyboardInterrupt, StrictFailure) as exc:
@@ -158,19 +196,48 @@ def run(args: argparse.Namespace) -> int:
         log.error("interrupted: %d of %d videos are kept in %s; run the same command again to resume",
                   saved, len(items), store.path)
         return EXIT_INTERRUPTED
-    return finish(out, items, store, computed=len(todo), seconds=time.monotonic() - start)
+    provenance = describe_run(args, cfg, output, ckpt, checkpoint_sha256, precision=precision, device=device,
+                              processes=info.world_size)
+    return finish(output, items, store, provenance, computed=len(todo), seconds=time.monotonic() - start)
 
 
-def finish(out: Path, items: list[VideoItem], store: PartialStore, *, computed: int, seconds: float) -> int:
-    """Write the output (list order) and the error report from the store, then drop the store."""
+def describe_run(args: argparse.Namespace, cfg: Config, output: OutputFormat, ckpt: Path, checkpoint_sha256: str, *,
+                 precision: str, device: torch.device, processes: int) -> dict[str, Any]:
+    """What the meta sidecar records of how the output was made (its ``videos`` come from the store)."""
+    return {
+        "featx_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "format": FORMATS.name_of(type(output)),
+        "per": args.per,
+        "config_file": os.path.abspath(args.config),
+        "checkpoint": args.checkpoint,
+        "checkpoint_file": str(ckpt),
+        "checkpoint_sha256": checkpoint_sha256,
+        "precision": precision,
+        "device": str(device),
+        "processes": processes,
+        "decoder": args.decoder,
+        "decode_order": args.decode_order,
+        "fuse_conv_bn": args.fuse_conv_bn,
+        "video_root": os.path.abspath(args.video_root),
+        "config": cfg.pretty_text,
+    }
+
+
+def finish(output: OutputFormat, items: list[VideoItem], store: PartialStore, provenance: dict[str, Any], *,
+           computed: int, seconds: float) -> int:
+    """Write the output (list order), its meta sidecar and the error report from the store, then drop the store."""
+    out = output.path
     records = store.records()
-    features = {it.key: records[it.key].array for it in items if it.key in records and records[it.key].error is None}
+    done = [it.key for it in items if it.key in records and records[it.key].error is None]
     failures = [(it.key, records[it.key].error) for it in items if it.key in records and records[it.key].error]
-    write_features(out, features)
+    output.write({key: records[key].array for key in done} if not output.streams else {})
+    videos = {key: {**(records[key].info or {}), **output.entry(key)} for key in done}
+    write_json(meta_path(out), {**provenance, "videos": videos, "failed": [{"video": k, "reason": r} for k, r in failures]})
     report = write_error_report(out, failures)
     store.remove()
     log.info("%d written, %d failed (%d computed in this run, %d resumed), in %.1f s -> %s%s",
-             len(features), len(failures), computed, len(items) - computed, seconds, out,
+             len(done), len(failures), computed, len(items) - computed, seconds, out,
              f"; failures listed in {report}" if report else "")
     return EXIT_VIDEOS_FAILED if failures else EXIT_OK
 

@@ -44,8 +44,12 @@ def load_config(path: str | Path, cfg_options: Mapping[str, Any] | None = None) 
     return cfg
 
 
+OPTIONAL_SECTIONS = ("test_dataloader", "test_cfg", "dist_params", "fp16")  # read when present, often absent
+
+
 def _check_option_paths(cfg: Config, options: Mapping[str, Any]) -> None:
-    """Refuse an option whose parent does not exist (a typo); warn when it adds a new leaf."""
+    """Refuse an option whose parent does not exist (a typo), unless it is a section extraction reads
+    that configs often leave out (``data.test_dataloader.videos_per_gpu=2``); warn when it adds a new leaf."""
     tree = cfg.to_dict()
     for dotted in options:
         node: Any = tree
@@ -56,8 +60,9 @@ def _check_option_paths(cfg: Config, options: Mapping[str, Any]) -> None:
                 node = node[int(part)]
             elif isinstance(node, Mapping) and part in node:
                 node = node[part]
-            elif last and isinstance(node, Mapping):
+            elif isinstance(node, Mapping) and (last or part in OPTIONAL_SECTIONS):
                 log.warning("--cfg-options %s: not in the config, adding it", dotted)
+                break
             else:
                 where = ".".join(parts[:depth]) or "the config"
                 raise UserError(f"--cfg-options {dotted}: {where} has no key {part!r}")
@@ -88,3 +93,23 @@ class LoaderSettings:
         merged = {"videos_per_gpu": data.get("videos_per_gpu", 1), "workers_per_gpu": data.get("workers_per_gpu", 1)}
         merged.update({k: v for k, v in data.get("test_dataloader", {}).items() if k in merged})
         return cls(**{k: int(v) for k, v in merged.items()})
+
+
+def use_dense_sampling(cfg: Config, stride: str) -> None:
+    """``--dense-stride``: the test pipeline's ``SampleFrames`` becomes a ``DenseSampleFrames`` with the
+    same clip length, frame interval and out-of-bound rule, one clip every ``16`` frames or ``0.5s``."""
+    text = stride.strip().lower()
+    try:
+        option = {"stride_seconds": float(text[:-1])} if text.endswith("s") else {"stride": int(text)}
+    except ValueError:
+        raise UserError(f"--dense-stride {stride}: give frames (16) or seconds (0.5s)") from None
+    if not next(iter(option.values())) > 0:
+        raise UserError(f"--dense-stride {stride}: must be more than 0")
+    pipeline = cfg.data.test.pipeline
+    at = [i for i, step in enumerate(pipeline) if step.get("type") == "SampleFrames"]
+    if not at:
+        raise UserError("--dense-stride: the config's data.test.pipeline has no SampleFrames to replace")
+    old = pipeline[at[0]]
+    pipeline[at[0]] = dict(type="DenseSampleFrames", clip_len=old.get("clip_len"),
+                           frame_interval=old.get("frame_interval", 1),
+                           out_of_bound_opt=old.get("out_of_bound_opt", "loop"), **option)

@@ -25,17 +25,20 @@ from featx.models import build_model, fuse_conv_bn
 log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PER = ("video", "clip", "view")
 
 
 @dataclass
 class VideoResult:
-    """What one video produced: a feature vector, or the reason it has none."""
+    """What one video (or one chunk of it) produced: features, or the reason it has none."""
 
     index: int
     key: str
     feature: np.ndarray | None = None
     error: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    chunk: int = 0
+    num_chunks: int = 1
 
 
 def select_device(name: str | None) -> torch.device:
@@ -95,12 +98,12 @@ def _is_3d(model: nn.Module) -> bool:
 
 
 def decoded_samples(pipeline: Pipeline, items: list[VideoItem], *, workers: int, timeout: float,
-                    decoder: str) -> Iterable[dict[str, Any]]:
-    """Every listed video through the test pipeline, in list order: in ``workers`` killable processes,
-    or in this process when ``workers`` is 0 (no time limit, no isolation)."""
-    dataset = VideoDataset(items, pipeline, decoder=decoder)
+                    decoder: str, decode_order: str = "list") -> Iterable[dict[str, Any]]:
+    """Every listed video through the test pipeline, in list order (chunk after chunk): in ``workers``
+    killable processes, or in this process when ``workers`` is 0 (no time limit, no isolation)."""
+    dataset = VideoDataset(items, pipeline, decoder=decoder, decode_order=decode_order)
     if workers == 0:
-        return (dataset[i] for i in range(len(dataset)))
+        return dataset.samples()
     return DecodePool(dataset, workers, timeout)
 
 
@@ -111,26 +114,47 @@ def batched(samples: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[
         yield batch
 
 
+def reduce_views(feats: torch.Tensor, *, num_clips: int, num_crops: int, per: str) -> torch.Tensor:
+    """(B, V, D) view features -> (B, D) (``per='video'``), (B, clips, D) or (B, clips, crops, D).
+
+    Views are crop-major (all clips of crop 1, then crop 2, ...); a 2D model has one view per
+    frame of a clip, averaged into its clip. The mean over clips of ``per='clip'`` is ``per='video'``.
+    """
+    if per == "video":
+        return feats.mean(1)
+    batches, views, dim = feats.shape
+    frames, rest = divmod(views, num_clips * num_crops)
+    if rest or not frames:
+        raise ValueError(f"{views} views are not {num_crops} crops x {num_clips} clips")
+    by_crop = feats.reshape(batches, num_crops, num_clips, frames, dim).mean(3)  # (B, crops, clips, D)
+    return by_crop.transpose(1, 2) if per == "view" else by_crop.mean(1)
+
+
 class FeatureExtractor:
-    """Runs the model on a batch of decoded videos; views are averaged on the device."""
+    """Runs the model on a batch of decoded samples; views are pooled on the device into one vector
+    per video (``per='video'``), per clip (``'clip'``) or per clip and crop (``'view'``)."""
 
     def __init__(self, model: nn.Module, device: torch.device, precision: str = "fp32",
-                 normalize: Normalize | None = None) -> None:
+                 normalize: Normalize | None = None, per: str = "video") -> None:
+        if per not in PER:
+            raise ValueError(f"per must be one of {PER}, got {per!r}")
         self.model = model
         self.device = device
         self.precision = precision
         self.normalize = normalize  # applied here when the workers send uint8 frames
+        self.per = per
         self.timings = {"host->device": 0.0, "forward": 0.0}  # seconds, summed over calls
 
     @torch.inference_mode()
     def __call__(self, samples: list[dict[str, Any]]) -> list[VideoResult]:
-        results = {s["index"]: VideoResult(s["index"], s["key"], error=s["error"]) for s in samples if "error" in s}
-        good = [s for s in samples if "error" not in s]
-        # Videos of one batch usually share a shape; any that differ get a forward of their own.
-        by_shape: dict[tuple[int, ...], list[dict[str, Any]]] = {}
-        for s in good:
-            by_shape.setdefault(s["imgs"].shape, []).append(s)
-        for group in by_shape.values():
+        """One result per sample (a chunk of a video), in the samples' order."""
+        results = {id(s): _result(s, error=s["error"]) for s in samples if "error" in s}
+        # Samples of one batch usually share a layout; any that differ get a forward of their own.
+        groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        for s in samples:
+            if "error" not in s:
+                groups.setdefault((s["imgs"].shape, _clips(s), s["num_crops"], self._per(s)), []).append(s)
+        for (_, num_clips, num_crops, per), group in groups.items():
             start = time.perf_counter()
             imgs = torch.stack([torch.as_tensor(s["imgs"]) for s in group])
             if self.device.type == "cuda":
@@ -140,20 +164,73 @@ class FeatureExtractor:
                 imgs = self.normalize.normalize_tensor(imgs, channel_dim=2)  # (B, V, C, ...)
             loaded = time.perf_counter()
             with autocast(self.precision, self.device):
-                feats = self.model(imgs).float().cpu().numpy()  # the copy back waits for the device
+                feats = self.model.forward_views(imgs)
+            feats = reduce_views(feats.float(), num_clips=num_clips, num_crops=num_crops, per=per)
+            feats = feats.cpu().numpy()  # the copy back waits for the device
             self.timings["host->device"] += loaded - start
             self.timings["forward"] += time.perf_counter() - loaded
             for s, feat in zip(group, feats):
-                info = {"total_frames": int(s["total_frames"]), "avg_fps": float(s["avg_fps"]),
-                        "frame_inds": np.asarray(s["frame_inds"]).tolist()}
-                results[s["index"]] = VideoResult(s["index"], s["key"], feature=feat, info=info)
-        return [results[i] for i in sorted(results)]
+                results[id(s)] = _result(s, feature=feat)
+        return [results[id(s)] for s in samples]
+
+    def _per(self, sample: dict[str, Any]) -> str:
+        """How to pool this sample: a video in several chunks is pooled per clip, then averaged when whole."""
+        return "clip" if self.per == "video" and sample["num_chunks"] > 1 else self.per
+
+
+def _clips(sample: dict[str, Any]) -> int:
+    return len(sample["frame_inds"]) // sample["clip_len"]
+
+
+def _result(sample: dict[str, Any], **outcome: Any) -> VideoResult:
+    info = {}
+    if "error" not in sample:
+        info = {"total_frames": int(sample["total_frames"]), "avg_fps": float(sample["avg_fps"]),
+                "clip_len": int(sample["clip_len"]), "frame_inds": np.asarray(sample["frame_inds"]).tolist()}
+    return VideoResult(sample["index"], sample["key"], chunk=sample.get("chunk", 0),
+                       num_chunks=sample.get("num_chunks", 1), info=info, **outcome)
+
+
+def clip_times(frame_inds: list[int], clip_len: int, fps: float) -> list[list[float]]:
+    """Each clip's ``[start, end]`` in seconds: from its earliest sampled frame to the end of its latest."""
+    if fps <= 0:
+        return []
+    clips = np.asarray(frame_inds, dtype=np.int64).reshape(-1, clip_len)
+    return [[float(c.min()) / fps, float(c.max() + 1) / fps] for c in clips]
+
+
+def assemble(chunks: Iterable[VideoResult], per: str = "video") -> Iterator[VideoResult]:
+    """Join each video's chunk results into its result (a failed chunk fails the video, and the
+    video's later chunks are dropped); each video is yielded as soon as it is whole."""
+    parts: list[VideoResult] = []
+    finished = -1  # index of the last video yielded
+    for part in chunks:
+        if part.index == finished:
+            continue
+        if part.error is not None:
+            parts, finished = [], part.index
+            yield VideoResult(part.index, part.key, error=part.error)
+            continue
+        parts.append(part)
+        if part.chunk + 1 < part.num_chunks:
+            continue
+        if len(parts) == 1:
+            result = parts[0]
+        else:
+            feature = np.concatenate([p.feature for p in parts])
+            info = dict(parts[0].info, frame_inds=[i for p in parts for i in p.info["frame_inds"]])
+            result = VideoResult(part.index, part.key, feature=feature.mean(0) if per == "video" else feature,
+                                 info=info)
+        info = result.info
+        info["duration"] = info["total_frames"] / info["avg_fps"] if info["avg_fps"] > 0 else None
+        info["clips"] = clip_times(info["frame_inds"], info["clip_len"], info["avg_fps"])
+        parts, finished = [], part.index
+        yield result
 
 
 def extract(extractor: FeatureExtractor, batches: Iterable[list[dict[str, Any]]]) -> Iterator[VideoResult]:
-    """Every video's result, batch after batch."""
-    for batch in batches:
-        yield from extractor(batch)
+    """Every video's result, in list order."""
+    return assemble((r for batch in batches for r in extractor(batch)), extractor.per)
 
 
 def with_progress(results: Iterable[VideoResult], total: int) -> Iterator[VideoResult]:

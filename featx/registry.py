@@ -30,6 +30,10 @@ class Registry:
     def __contains__(self, name: str) -> bool:
         return name in self._factories
 
+    def name_of(self, factory: Callable[..., Any]) -> str:
+        """The name ``factory`` is registered under."""
+        return next(name for name, f in self._factories.items() if f is factory)
+
     def names(self) -> list[str]:
         return sorted(self._factories)
 
@@ -56,3 +60,4 @@ class Registry:
 MODELS = Registry("model")
 TRANSFORMS = Registry("transform")
 DECODERS = Registry("decoder")
+FORMATS = Registry("output format")

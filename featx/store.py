@@ -21,6 +21,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from featx.errors import UserError
+from featx.output import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +78,10 @@ class PartialStore:
             path.unlink()
         if path.exists():
             self._reopen()
-        else:
-            self._file = open(path, "wb")
-            self._file.write(MAGIC + _encode({"fingerprint": fingerprint}))
-            self._sync()
+        else:  # the header appears whole or not at all: a crash here leaves no unreadable store
+            atomic_write(path, lambda f: f.write(MAGIC + _encode({"fingerprint": fingerprint})))
+            self._file = open(path, "r+b")
+            self._file.seek(0, os.SEEK_END)
         self._last_sync = time.monotonic()
 
     def _reopen(self) -> None:
@@ -154,10 +155,6 @@ def read_records(path: Path) -> dict[str, Record]:
                 array = np.frombuffer(payload, dtype=np.dtype(header["dtype"])).reshape(header["shape"]).copy()
             latest[header["key"]] = Record(header["key"], array, header.get("error"), header.get("info"))
     return latest
-
-
-def partial_path(out: Path) -> Path:
-    return out.with_name(out.name + ".partial")
 
 
 def fingerprint(model_cfg: Any, pipeline_cfg: Any, checkpoint_sha256: str, **options: Any) -> dict[str, Any]:

@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from conftest import CASE_CONFIGS, ROOT, VIDEOS, golden_features, rel_error, run_featx, write_list
+from featx.config import LoaderSettings, load_config
+from featx.errors import UserError
 
 TSN = CASE_CONFIGS["tsn_clip"]
 SLOWONLY = CASE_CONFIGS["slowonly_clip"]
@@ -105,3 +107,10 @@ def test_bad_input_is_one_line_and_exit_2(name, golden_checkpoint, short_list, t
     assert "Traceback" not in proc.stderr
     out_dir = tmp_path / "out"
     assert not out_dir.exists() or not any(out_dir.iterdir())  # nothing half-written
+
+
+def test_cfg_options_may_add_a_section_configs_often_leave_out():
+    cfg = load_config(ROOT / TSN, {"data.test_dataloader.videos_per_gpu": 2})
+    assert LoaderSettings.from_config(cfg).videos_per_gpu == 2
+    with pytest.raises(UserError, match="no key 'tset_dataloader'"):
+        load_config(ROOT / TSN, {"data.tset_dataloader.videos_per_gpu": 2})

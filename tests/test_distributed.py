@@ -1,8 +1,17 @@
-"""Distributed set-up helpers: each launcher's environment, Slurm node lists, sharding."""
+"""Distributed runs: each launcher's environment, Slurm node lists, sharding, and real multi-process runs."""
 from __future__ import annotations
 
+import json
+import os
+import pickle
+import socket
+import subprocess
+import sys
+
+import numpy as np
 import pytest
 
+from conftest import CASE_CONFIGS, ROOT, VIDEOS, golden_features, run_featx, write_list
 from featx.distributed import DistInfo, first_host, launcher_env, shard
 from featx.errors import UserError
 
@@ -41,18 +50,8 @@ def test_shards_cover_each_item_once_balanced(n, world):
 
 # --- real multi-process runs on the CPU (gloo) -------------------------------------------------
 
-import os  # noqa: E402
-import pickle  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from conftest import CASE_CONFIGS, ROOT, VIDEOS, golden_features, run_featx, write_list  # noqa: E402
-
 TSN = CASE_CONFIGS["tsn_clip"]
-FAST = ["--cfg-options", "data.test.pipeline.1.num_clips=3", "--workers", "1"]
+FAST = ["--cfg-options", "data.test.pipeline.1.num_clips=3", "--workers", "1", "--device", "cpu"]
 ALL = sorted(golden_features("tsn_clip"))
 
 
@@ -89,7 +88,8 @@ def test_dist_script_equals_single_process(procs, videos, golden_checkpoint, tmp
     assert proc.returncode == 0, proc.stderr
     assert f"{len(videos)} written, 0 failed" in proc.stderr
     assert_same(pickle.loads(out.read_bytes()), single_process(golden_checkpoint("tsn_clip"), video_list, tmp_path))
-    assert sorted(p.name for p in out.parent.iterdir()) == ["feats.pkl"]  # no temp or partial files left
+    assert sorted(p.name for p in out.parent.iterdir()) == ["feats.pkl", "feats.pkl.meta.json"]  # no temp or partial
+    assert json.loads(out.with_name("feats.pkl.meta.json").read_text())["processes"] == procs
 
 
 LAUNCHER_VARS = {

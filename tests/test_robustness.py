@@ -17,7 +17,8 @@ import pytest
 
 from conftest import CASE_CONFIGS, ROOT, VIDEOS, run_featx, write_list
 from featx.data.decode import DecordReader, PyAVReader
-from featx.store import partial_path, read_records
+from featx.output import sidecar
+from featx.store import read_records
 
 TSN = CASE_CONFIGS["tsn_clip"]
 FAST = ["--cfg-options", "data.test.pipeline.1.num_clips=3", "--device", "cpu"]  # 3 snippets a video: quick
@@ -81,11 +82,11 @@ def test_bad_videos_are_skipped_reported_and_the_rest_kept(golden_checkpoint, mi
     report = {e["video"]: e["reason"] for e in json.loads(out.with_name("feats.pkl.errors.json").read_text())}
     assert sorted(report) == ["empty.mp4", "missing.mp4", "text.mp4", "truncated.mp4"]
     assert "not found" in report["missing.mp4"] and "empty file" in report["empty.mp4"]
-    assert "cannot open" in report["text.mp4"]
-    assert "decord" in report["truncated.mp4"]
+    assert "not a video file" in report["text.mp4"]
+    assert "truncated MP4" in report["truncated.mp4"]
     assert "3 written, 4 failed" in proc.stderr
     assert proc.stderr.count("warning: skipped") == 4  # each said as it happens
-    assert not partial_path(out).exists()
+    assert not sidecar(out, "partial").exists()
 
     alone = tmp_path / "alone.pkl"
     proc = run_featx(TSN, golden_checkpoint("tsn_clip"), "--video-list", write_list(tmp_path / "good.txt", GOOD),
@@ -103,7 +104,7 @@ def test_strict_stops_at_the_first_failure(golden_checkpoint, mixed_root, tmp_pa
                      "--out", out, "--strict", "--workers", "0", *FAST)
     assert proc.returncode == 1
     assert "--strict: stopped at empty.mp4" in proc.stderr
-    assert not out.exists() and set(read_records(partial_path(out))) == {GOOD[0], "empty.mp4"}
+    assert not out.exists() and set(read_records(sidecar(out, "partial"))) == {GOOD[0], "empty.mp4"}
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +183,7 @@ def test_interrupted_run_resumes_to_the_same_file(how, golden_checkpoint, eight,
             "--workers", "1"]
     out = tmp_path / "feats.pkl"
     proc = _featx_popen(*args, "--out", out)
-    _wait_for(lambda: partial_path(out).exists() and len(read_records(partial_path(out))) >= 3)
+    _wait_for(lambda: sidecar(out, "partial").exists() and len(read_records(sidecar(out, "partial"))) >= 3)
     proc.send_signal(how)
     stopped = time.monotonic()
     _, stderr = proc.communicate(timeout=60)
@@ -190,7 +191,7 @@ def test_interrupted_run_resumes_to_the_same_file(how, golden_checkpoint, eight,
     if how == signal.SIGINT:
         assert time.monotonic() - stopped < 10 and proc.returncode == 130
         assert "run the same command again to resume" in stderr
-    done = len(read_records(partial_path(out)))
+    done = len(read_records(sidecar(out, "partial")))
     assert 3 <= done < 8
 
     rerun = run_featx(*args, "--out", out)
@@ -209,13 +210,13 @@ def test_changed_config_refuses_to_mix_results(golden_checkpoint, eight, tmp_pat
     out = tmp_path / "feats.pkl"
     args = [TSN, golden_checkpoint("tsn_clip"), "--video-list", video_list, "--video-root", root, "--out", out]
     proc = _featx_popen(*args, *FAST, "--workers", "1")
-    _wait_for(lambda: partial_path(out).exists() and len(read_records(partial_path(out))) >= 1)
+    _wait_for(lambda: sidecar(out, "partial").exists() and len(read_records(sidecar(out, "partial"))) >= 1)
     proc.kill()
     proc.communicate()
     other = ["--cfg-options", "data.test.pipeline.1.num_clips=2", "--device", "cpu"]
     refused = run_featx(*args, *other)
     assert refused.returncode == 2 and "pass --restart" in refused.stderr
-    assert partial_path(out).exists()  # the earlier results are still there
+    assert sidecar(out, "partial").exists()  # the earlier results are still there
     restarted = run_featx(*args, *other, "--restart")
     assert restarted.returncode == 0 and "0 resumed" in restarted.stderr
 

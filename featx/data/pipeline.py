@@ -23,6 +23,12 @@ class Pipeline:
             timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
         return results
 
+    def split_before(self, name: str) -> tuple["Pipeline", "Pipeline"]:
+        """(the transforms before the first one called ``name``, that one and the rest); all in the first when absent."""
+        names = [type(t).__name__ for t in self.transforms]
+        at = names.index(name) if name in names else len(names)
+        return Pipeline(self.transforms[:at]), Pipeline(self.transforms[at:])
+
     def __repr__(self) -> str:
         return f"Pipeline({', '.join(type(t).__name__ for t in self.transforms)})"
 

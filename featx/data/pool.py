@@ -3,7 +3,8 @@
 decord can hang while holding the GIL, or abort the process, on a malformed file; a try/except
 cannot guard against that. Each worker process decodes one video at a time; a worker that runs
 past the time limit is killed, one that dies is replaced, and either way only that video is lost
-(it becomes an error record). Samples come out in list order.
+(it becomes an error record). A task is one chunk of one video, ``(index, chunk)``: a video is one
+chunk unless dense sampling splits it. Samples come out in list order, chunk after chunk.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import signal
 import threading
 import time
 from multiprocessing.connection import Connection, wait
+from collections import deque
 from typing import Any, Iterator
 
 import cv2
@@ -23,16 +25,17 @@ from featx.data.dataset import VideoDataset
 def _worker_main(dataset: VideoDataset, conn: Connection, parent_end: Connection) -> None:
     parent_end.close()  # so that the parent's death reads as EOF here, and the worker exits
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler: a plain, quiet exit
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     while True:
         try:
-            index = conn.recv()
+            task = conn.recv()
         except EOFError:
             return
-        if index is None:
+        if task is None:
             return
-        conn.send(dataset[index])
+        conn.send(dataset.sample(*task))
 
 
 class _Worker:
@@ -41,12 +44,12 @@ class _Worker:
         self.proc = ctx.Process(target=_worker_main, args=(dataset, child, self.conn), daemon=True)
         self.proc.start()
         child.close()
-        self.index: int | None = None
+        self.task: tuple[int, int] | None = None
         self.started = 0.0
 
-    def assign(self, index: int) -> None:
-        self.index, self.started = index, time.monotonic()
-        self.conn.send(index)
+    def assign(self, task: tuple[int, int]) -> None:
+        self.task, self.started = task, time.monotonic()
+        self.conn.send(task)
 
     def kill(self) -> None:
         if self.proc.is_alive():
@@ -56,10 +59,13 @@ class _Worker:
 
 
 class DecodePool:
-    """Runs ``dataset[i]`` for every i in worker processes; iterate to get samples in index order.
+    """Runs ``dataset.sample(i, chunk)`` for every video and chunk in worker processes; iterate to
+    get the samples in order.
 
     A supervisor thread keeps every worker busy while at most ``max_ahead`` samples wait to be
-    consumed, and turns a timed-out or crashed worker into ``{'index', 'key', 'error'}``.
+    consumed, and turns a timed-out or crashed worker into ``{'index', 'key', 'error'}``. Once a
+    video's first chunk says how many it has, its other chunks go before any new video; every
+    chunk of a video is delivered, even after one of them failed.
     """
 
     def __init__(self, dataset: VideoDataset, num_workers: int, timeout: float, max_ahead: int | None = None) -> None:
@@ -69,7 +75,8 @@ class DecodePool:
         self.num_workers = num_workers
         self.timeout = timeout
         self.max_ahead = max_ahead or 2 * num_workers
-        self._ready: dict[int, dict[str, Any]] = {}
+        self._ready: dict[tuple[int, int], dict[str, Any]] = {}
+        self._num_chunks: dict[int, int] = {}  # videos whose later chunks are still to be delivered
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._failure: BaseException | None = None
@@ -82,16 +89,18 @@ class DecodePool:
         thread = threading.Thread(target=self._supervise, name="featx-decode-pool", daemon=True)
         thread.start()
         try:
-            for index in range(len(self.dataset)):
+            index, chunk = 0, 0
+            while index < len(self.dataset):
                 with self._cond:
-                    while index not in self._ready and self._failure is None:
+                    while (index, chunk) not in self._ready and self._failure is None:
                         self._cond.wait(0.5)
                     if self._failure is not None:
                         raise RuntimeError("the decode pool's supervisor failed") from self._failure
-                    sample = self._ready.pop(index)
-                    self._consumed = index + 1
+                    sample = self._ready.pop((index, chunk))
+                    self._consumed += 1
                     self._cond.notify_all()
                 yield sample
+                index, chunk = (index, chunk + 1) if chunk + 1 < sample["num_chunks"] else (index + 1, 0)
         finally:
             self._stop.set()
             with self._cond:
@@ -112,53 +121,72 @@ class DecodePool:
                 worker.kill()
 
     def _run(self, ctx: Any, workers: list[_Worker]) -> None:
-        total, next_index = len(self.dataset), 0
-        while not self._stop.is_set() and (next_index < total or any(w.index is not None for w in workers)):
+        total, next_index, assigned = len(self.dataset), 0, 0
+        later: deque[tuple[int, int]] = deque()  # chunks after the first of videos already started
+
+        def busy() -> list[_Worker]:
+            return [w for w in workers if w.task is not None]
+
+        while not self._stop.is_set() and (later or next_index < total or busy()):
             with self._cond:
-                while (not self._stop.is_set() and next_index < total
-                       and next_index - self._consumed >= self.max_ahead
-                       and not any(w.index is not None for w in workers)):
+                while (not self._stop.is_set() and (later or next_index < total)
+                       and assigned - self._consumed >= self.max_ahead and not busy()):
                     self._cond.wait(0.5)
-                room = self.max_ahead - (next_index - self._consumed)
+                room = self.max_ahead - (assigned - self._consumed)
             for worker in workers:
-                if worker.index is None and next_index < total and room > 0:
-                    worker.assign(next_index)
-                    next_index, room = next_index + 1, room - 1
-            busy = [w for w in workers if w.index is not None]
-            if not busy:
+                if worker.task is None and room > 0 and (later or next_index < total):
+                    if later:
+                        worker.assign(later.popleft())
+                    else:
+                        worker.assign((next_index, 0))
+                        next_index += 1
+                    assigned, room = assigned + 1, room - 1
+            if not busy():
                 continue
-            deadline = min(w.started for w in busy) + self.timeout
-            wait([w.conn for w in busy] + [w.proc.sentinel for w in busy],
+            deadline = min(w.started for w in busy()) + self.timeout
+            wait([w.conn for w in busy()] + [w.proc.sentinel for w in busy()],
                  timeout=min(0.5, max(0.0, deadline - time.monotonic())))
             for i, worker in enumerate(workers):
-                if worker.index is None:
+                if worker.task is None:
                     continue
                 if worker.conn.poll():  # a result, or EOF from a worker that died
                     try:
-                        self._put(worker.conn.recv())
-                        worker.index = None
-                        continue
+                        sample = worker.conn.recv()
                     except (EOFError, OSError):
                         worker.proc.join(1)
                         reason = f"the decoder crashed ({_describe_exit(worker.proc.exitcode)})"
+                    else:
+                        worker.task = None
+                        later.extend(self._put(sample))
+                        continue
                 elif not worker.proc.is_alive():
                     reason = f"the decoder crashed ({_describe_exit(worker.proc.exitcode)})"
                 elif time.monotonic() - worker.started > self.timeout:
                     reason = f"decoding timed out after {self.timeout:g} s (worker killed and replaced)"
                 else:
                     continue
-                self._put(self._error(worker.index, reason))
+                self._put(self._error(worker.task, reason))
                 worker.kill()
                 workers[i] = _Worker(ctx, self.dataset)
 
-    def _error(self, index: int, reason: str) -> dict[str, Any]:
-        item = self.dataset.items[index]
-        return {"index": index, "key": item.key, "error": f"{item.path}: {reason}"}
+    def _error(self, task: tuple[int, int], reason: str) -> dict[str, Any]:
+        item = self.dataset.items[task[0]]
+        return {"index": task[0], "key": item.key, "chunk": task[1], "error": f"{item.path}: {reason}"}
 
-    def _put(self, sample: dict[str, Any]) -> None:
+    def _put(self, sample: dict[str, Any]) -> list[tuple[int, int]]:
+        """Hand ``sample`` to the consumer; return the video's other chunks when it is a first chunk of several."""
+        index, chunk = sample["index"], sample["chunk"]
+        if chunk == 0:
+            sample.setdefault("num_chunks", 1)
+            self._num_chunks[index] = sample["num_chunks"]
+        else:  # a failed later chunk does not know how many there are
+            sample["num_chunks"] = self._num_chunks[index]
+        if chunk + 1 >= sample["num_chunks"]:
+            del self._num_chunks[index]
         with self._cond:
-            self._ready[sample["index"]] = sample
+            self._ready[(index, chunk)] = sample
             self._cond.notify_all()
+        return [(index, k) for k in range(1, sample["num_chunks"])] if chunk == 0 else []
 
 
 def _describe_exit(code: int | None) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from featx.errors import UserError
+from featx.errors import UserError, VideoError
 from featx.registry import TRANSFORMS
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,10 @@ class SampleFrames:
 
     def frame_indices(self, total_frames: int, start_index: int = 0) -> np.ndarray:
         """The flat int64 indices, clip after clip, out-of-range ones looped or clamped."""
-        offsets = self.clip_offsets(total_frames)
+        return self.clip_frames(self.clip_offsets(total_frames), total_frames, start_index)
+
+    def clip_frames(self, offsets: np.ndarray, total_frames: int, start_index: int = 0) -> np.ndarray:
+        """The flat int64 indices of the clips starting at ``offsets``, out-of-range ones looped or clamped."""
         inds = offsets[:, None] + np.arange(self.clip_len)[None, :] * self.frame_interval
         if self.out_of_bound_opt == "loop":
             inds = np.mod(inds, total_frames)
@@ -81,4 +84,61 @@ class SampleFrames:
         results["clip_len"] = self.clip_len
         results["frame_interval"] = self.frame_interval
         results["num_clips"] = self.num_clips
+        return results
+
+
+@TRANSFORMS.register()
+class DenseSampleFrames(SampleFrames):
+    """Clips over the whole video at a fixed stride, for temporal localisation.
+
+    A clip (``clip_len`` frames, ``frame_interval`` apart) starts every ``stride`` frames, or every
+    ``stride_seconds`` seconds of the stream's average fps (start ``int(k * stride_seconds * fps)``),
+    at 0 and then as long as the clip fits in the video; a video shorter than one clip gets one
+    clip at 0, its indices past the end looped or clamped as ``SampleFrames`` does. The clips are
+    decoded ``clips_per_chunk`` at a time (default: 64 frames' worth), so an hour-long video needs
+    no more memory than a short one.
+    """
+
+    def __init__(
+        self,
+        clip_len: int,
+        frame_interval: int = 1,
+        stride: int | None = None,
+        stride_seconds: float | None = None,
+        out_of_bound_opt: str = "loop",
+        clips_per_chunk: int | None = None,
+    ) -> None:
+        super().__init__(clip_len, frame_interval, out_of_bound_opt=out_of_bound_opt)
+        if (stride is None) == (stride_seconds is None):
+            raise UserError("DenseSampleFrames: give exactly one of stride (frames) and stride_seconds")
+        if stride is not None and (not isinstance(stride, int) or isinstance(stride, bool) or stride < 1):
+            raise UserError(f"DenseSampleFrames: stride must be a positive number of frames, got {stride!r}")
+        if stride_seconds is not None and not stride_seconds > 0:
+            raise UserError(f"DenseSampleFrames: stride_seconds must be more than 0, got {stride_seconds!r}")
+        if clips_per_chunk is not None and (not isinstance(clips_per_chunk, int) or clips_per_chunk < 1):
+            raise UserError(f"DenseSampleFrames: clips_per_chunk must be a positive int, got {clips_per_chunk!r}")
+        self.stride = stride
+        self.stride_seconds = stride_seconds
+        self.clips_per_chunk = clips_per_chunk or max(1, 64 // clip_len)
+
+    def dense_offsets(self, total_frames: int, fps: float) -> np.ndarray:
+        """First frame of each clip."""
+        if self.stride is not None:
+            step = float(self.stride)
+        elif fps > 0:
+            step = self.stride_seconds * fps
+        else:
+            raise VideoError("DenseSampleFrames: stride_seconds needs the video's fps, which it does not report")
+        last_start = total_frames - (self.clip_len - 1) * self.frame_interval - 1
+        count = 1 if last_start < 0 else int(last_start // step) + 1
+        return (np.arange(count) * step).astype(np.int64)
+
+    def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
+        total = results["total_frames"]
+        offsets = self.dense_offsets(total, results.get("avg_fps", 0.0))
+        results["frame_inds"] = self.clip_frames(offsets, total, results.get("start_index", 0))
+        results["clip_len"] = self.clip_len
+        results["frame_interval"] = self.frame_interval
+        results["num_clips"] = len(offsets)
+        results["clips_per_chunk"] = self.clips_per_chunk
         return results

@@ -28,14 +28,27 @@ def _parse_key(line: str) -> str:
     return line
 
 
-def read_video_list(list_file: str | Path | None, video_root: str | Path) -> list[VideoItem]:
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".wmv", ".3gp")
+
+
+def find_videos(video_root: str | Path, extensions: tuple[str, ...] = VIDEO_EXTENSIONS) -> list[VideoItem]:
+    """Every file under ``video_root`` whose suffix is in ``extensions`` (any case), sorted by relative path."""
+    root = Path(video_root)
+    if not root.is_dir():
+        raise UserError(f"--video-root {video_root}: no such folder")
+    wanted = {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions}
+    keys = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.suffix.lower() in wanted and p.is_file())
+    if not keys:
+        raise UserError(f"--video-root {video_root}: no video files ({', '.join(sorted(wanted))}) in it")
+    return [VideoItem(key=key, path=os.path.join(video_root, key)) for key in keys]
+
+
+def read_video_list(list_file: str | Path, video_root: str | Path) -> list[VideoItem]:
     """Read ``list_file``: one video per line, blank lines and ``#`` comments skipped.
 
     Each key is joined to ``video_root`` (an absolute key stays absolute). Raises UserError when
     the list is missing, unreadable, empty, or names a video twice.
     """
-    if list_file is None:
-        raise UserError("no video list given: pass a text file with one video per line")
     try:
         text = Path(list_file).read_text(encoding="utf-8")
     except FileNotFoundError:

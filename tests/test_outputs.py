@@ -1,0 +1,234 @@
+"""Beyond the seed: per-clip and per-view features, dense sampling, output formats, provenance, folder input."""
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+
+import featx
+from conftest import CASE_CONFIGS, GOLDEN, ROOT, VIDEOS, golden_features, rel_error, run_featx, write_list
+from featx.config import load_config
+from featx.data import VideoDataset, VideoItem, build_pipeline
+from featx.output import safe_names
+
+TSN = CASE_CONFIGS["tsn_clip"]
+SLOWONLY = CASE_CONFIGS["slowonly_clip"]
+CPU = ["--device", "cpu", "--workers", "1"]
+FAST = ["--cfg-options", "data.test.pipeline.1.num_clips=3", *CPU]  # 3 TSN snippets a video: quick
+FPS = {  # from the fixtures README, not from any decoder
+    "h264_320x240_30fps.mp4": 30, "mpeg4_320x240_25fps.avi": 25, "h264_426x240_24fps.mp4": 24,
+    "h264_portrait_240x320.mp4": 30, "h264_176x144_18frames.mp4": 15,
+}
+LONG = "h264_320x240_30fps.mp4"  # 180 frames
+SHORT = "h264_176x144_18frames.mp4"
+
+
+def _run(*args, expect: int = 0):
+    proc = run_featx(*args)
+    assert proc.returncode == expect, proc.stderr
+    return proc
+
+
+@pytest.mark.parametrize("case", ["tsn_clip", "slowonly_k400_3crop"])
+def test_per_clip_and_per_view_average_to_the_default_vector(case, golden_checkpoint, tmp_path):
+    names = [SHORT]
+    video_list = write_list(tmp_path / "list.txt", names)
+    common = [CASE_CONFIGS[case], golden_checkpoint(case), "--video-list", video_list, "--video-root", VIDEOS, *CPU]
+    outs = {per: tmp_path / f"{per}.pkl" for per in ("video", "clip", "view")}
+    _run(*common, "--out", outs["video"])
+    _run(*common, "--out", outs["clip"], "--per-clip")
+    _run(*common, "--out", outs["view"], "--per-view")
+    video, clip, view = (featx.load(outs[p]).features for p in ("video", "clip", "view"))
+    inds = json.loads((GOLDEN / f"{case}.frame_inds.json").read_text())
+    crops = 3 if case == "slowonly_k400_3crop" else 1
+    clip_len = 4 if case.startswith("slowonly") else 1
+    for name in names:
+        num_clips = len(inds[name]) // clip_len
+        assert clip[name].shape == (num_clips, 2048) and view[name].shape == (num_clips, crops, 2048)
+        assert rel_error(video[name], golden_features(case)[name]) <= 1e-4
+        assert rel_error(clip[name].mean(0), video[name]) <= 1e-6
+        assert rel_error(view[name].mean(1), clip[name]) <= 1e-6
+
+
+def test_clip_times_are_frame_index_over_fps(golden_checkpoint, tmp_path):
+    expected = json.loads((GOLDEN / "slowonly_clip.frame_inds.json").read_text())
+    video_list = write_list(tmp_path / "list.txt", sorted(FPS))
+    out = tmp_path / "feats.pkl"
+    _run(SLOWONLY, golden_checkpoint("slowonly_clip"), "--video-list", video_list, "--video-root", VIDEOS,
+         "--out", out, "--per-clip", *CPU, "--cfg-options", "model.test_cfg.max_testing_views=5")
+    meta = featx.load(out).meta
+    for name, fps in FPS.items():
+        video = meta["videos"][name]
+        assert video["frame_inds"] == expected[name]
+        assert video["avg_fps"] == pytest.approx(fps)
+        assert video["duration"] == pytest.approx(video["total_frames"] / fps)
+        clips = np.asarray(expected[name]).reshape(10, 4)
+        np.testing.assert_allclose(video["clips"], [[c.min() / fps, (c.max() + 1) / fps] for c in clips], rtol=1e-12)
+    assert meta["per"] == "clip" and meta["format"] == "pkl"
+    assert "ResNet3dSlowOnly" in meta["config"] and len(meta["checkpoint_sha256"]) == 64
+    assert meta["featx_version"] == featx.__version__ and meta["precision"] == "fp32" and meta["device"] == "cpu"
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """A video root with a sub-folder, plus a video outside it listed by absolute path."""
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    shutil.copy(VIDEOS / SHORT, root / "sub" / SHORT)
+    shutil.copy(VIDEOS / "mpeg4_320x240_25fps.avi", root / "b.avi")
+    (root / "notes.txt").write_text("not a video")
+    outside = tmp_path / "elsewhere" / "portrait.mp4"
+    outside.parent.mkdir()
+    shutil.copy(VIDEOS / "h264_portrait_240x320.mp4", outside)
+    keys = ["b.avi", f"sub/{SHORT}", str(outside)]
+    return root, write_list(tmp_path / "list.txt", keys), keys
+
+
+FORMATS = {  # --out name and flags -> how to check the file a script written for it would read
+    "json": ("feats.json", []),
+    "npz": ("feats.npz", []),
+    "h5": ("feats.h5", []),
+    "dir": ("feats/", []),
+    "list-pkl": ("list.pkl", ["--out-format", "list"]),
+    "list-json": ("list.json", ["--out-format", "list"]),
+}
+
+
+def test_every_format_round_trips_through_load(golden_checkpoint, tree, tmp_path):
+    root, video_list, keys = tree
+    common = [TSN, golden_checkpoint("tsn_clip"), "--video-list", video_list, "--video-root", root, *FAST]
+    _run(*common, "--out", tmp_path / "feats.pkl")
+    with open(tmp_path / "feats.pkl", "rb") as f:
+        reference = pickle.load(f)
+    assert list(reference) == keys
+    for fmt, (name, flags) in FORMATS.items():
+        out = f"{tmp_path / fmt}/{name}"  # a string: "feats/" keeps its slash
+        _run(*common, "--out", out, *flags)
+        features, meta = featx.load(out)
+        assert list(features) == keys, fmt
+        for key in keys:
+            assert features[key].dtype == np.float32 and np.array_equal(features[key], reference[key]), (fmt, key)
+        assert list(meta["videos"]) == keys and meta["format"] == fmt.split("-")[0]
+    # What a script written for each format reads without featx:
+    rows = pickle.loads((tmp_path / "list-pkl" / "list.pkl").read_bytes())
+    assert isinstance(rows, list) and all(np.array_equal(r, reference[k]) for r, k in zip(rows, keys))
+    with np.load(tmp_path / "npz" / "feats.npz") as npz:
+        assert np.array_equal(npz[f"sub/{SHORT}"], reference[f"sub/{SHORT}"])
+    assert np.array_equal(np.load(tmp_path / "dir" / "feats" / "sub" / f"{SHORT}.npy"), reference[f"sub/{SHORT}"])
+    assert (tmp_path / "dir" / "feats" / (keys[2].lstrip("/") + ".npy")).is_file()  # absolute: made relative
+
+
+def test_list_format_keeps_positions_when_a_video_fails(golden_checkpoint, tmp_path):
+    video_list = write_list(tmp_path / "list.txt", [SHORT, "missing.mp4", "mpeg4_320x240_25fps.avi"])
+    out = tmp_path / "list.pkl"
+    _run(TSN, golden_checkpoint("tsn_clip"), "--video-list", video_list, "--video-root", VIDEOS, "--out", out,
+         "--out-format", "list", *FAST, expect=1)
+    rows = pickle.loads(out.read_bytes())
+    assert len(rows) == 3 and rows[1] is None and rows[0].shape == rows[2].shape == (2048,)
+    assert list(featx.load(out).features) == [SHORT, "mpeg4_320x240_25fps.avi"]
+
+
+def test_video_root_alone_is_walked_sorted(golden_checkpoint, tree, tmp_path):
+    root, _, _ = tree
+    out = tmp_path / "walked.pkl"
+    _run(TSN, golden_checkpoint("tsn_clip"), "--video-root", root, "--out", out, *FAST)
+    assert list(featx.load(out).features) == ["b.avi", f"sub/{SHORT}"]
+    _run(TSN, golden_checkpoint("tsn_clip"), "--video-root", root, "--out", out, "--video-ext", "mp4", *FAST)
+    assert list(featx.load(out).features) == [f"sub/{SHORT}"]
+
+
+def test_dir_output_is_written_as_videos_finish_and_resumes(golden_checkpoint, tmp_path):
+    video_list = write_list(tmp_path / "list.txt", [SHORT, "missing.mp4", "mpeg4_320x240_25fps.avi"])
+    out = tmp_path / "feats"
+    common = [TSN, golden_checkpoint("tsn_clip"), "--video-list", video_list, "--video-root", VIDEOS,
+              "--out", f"{out}/", *FAST]
+    _run(*common, "--strict", expect=1)  # stops at the missing video: the first is already on disk
+    assert [p.name for p in out.iterdir()] == [f"{SHORT}.npy"]
+    assert not (tmp_path / "feats.meta.json").exists()
+    write_list(video_list, [SHORT, "mpeg4_320x240_25fps.avi"])
+    proc = _run(*common)
+    assert "1 computed in this run, 1 resumed" in proc.stderr
+    features, meta = featx.load(out)
+    assert list(features) == [SHORT, "mpeg4_320x240_25fps.avi"] and meta["videos"][SHORT]["file"] == f"{SHORT}.npy"
+
+
+def _dense_dataset(stride: dict, clips_per_chunk: int | None = None) -> VideoDataset:
+    cfg = load_config(SLOWONLY)
+    pipeline = cfg.data.test.pipeline
+    pipeline[1] = dict(type="DenseSampleFrames", clip_len=4, frame_interval=16, clips_per_chunk=clips_per_chunk,
+                       **stride)
+    return VideoDataset([VideoItem(LONG, str(VIDEOS / LONG))], build_pipeline(pipeline))
+
+
+@pytest.mark.parametrize("stride, starts", [
+    ({"stride": 8}, list(range(0, 132, 8))),  # a clip spans 49 frames: the last starts at 131 or before
+    ({"stride_seconds": 1.5}, [0, 45, 90]),  # 30 fps
+])
+def test_dense_sampling_covers_the_video_a_chunk_at_a_time(stride, starts):
+    dataset = _dense_dataset(stride, clips_per_chunk=2)
+    chunks = list(dataset.samples())
+    assert len(chunks) == -(-len(starts) // 2) and all(c["num_chunks"] == len(chunks) for c in chunks)
+    assert all(c["imgs"].shape[0] <= 2 for c in chunks)  # never more than a chunk of clips decoded at once
+    inds = np.concatenate([c["frame_inds"] for c in chunks]).reshape(-1, 4)
+    assert inds[:, 0].tolist() == starts and (inds - inds[:, :1] == [0, 16, 32, 48]).all()
+
+
+def test_dense_flag_chunked_equals_one_piece_config(golden_checkpoint, tmp_path):
+    video_list = write_list(tmp_path / "list.txt", [LONG, SHORT])
+    common = ["--video-list", video_list, "--video-root", VIDEOS, "--device", "cpu", "--per-clip"]
+    config = tmp_path / "dense.py"  # the config route, all clips in one piece
+    config.write_text(f"_base_ = [{str(ROOT / SLOWONLY)!r}]\n"
+                      "data = dict(test=dict(pipeline=[dict(type='DecordInit'), dict(type='DenseSampleFrames', "
+                      "clip_len=4, frame_interval=16, stride=8, clips_per_chunk=100), dict(type='DecordDecode'), "
+                      "dict(type='Resize', scale=(-1, 256)), dict(type='CenterCrop', crop_size=256), "
+                      "dict(type='Normalize', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], "
+                      "to_bgr=False), dict(type='FormatShape', input_format='NCTHW'), "
+                      "dict(type='Collect', keys=['imgs'], meta_keys=[]), dict(type='ToTensor', keys=['imgs'])]))\n")
+    checkpoint = golden_checkpoint("slowonly_clip")
+    _run(config, checkpoint, *common, "--out", tmp_path / "one.pkl", "--workers", "0")
+    _run(SLOWONLY, checkpoint, *common, "--out", tmp_path / "chunked.pkl", "--dense-stride", "8", "--workers", "2")
+    one, chunked = featx.load(tmp_path / "one.pkl").features, featx.load(tmp_path / "chunked.pkl")
+    assert chunked.features[LONG].shape == (17, 2048) and chunked.features[SHORT].shape == (1, 2048)
+    for key in (LONG, SHORT):
+        assert rel_error(chunked.features[key], one[key]) <= 1e-6
+    assert "DenseSampleFrames" in chunked.meta["config"]
+
+
+def test_safe_names_are_relative_and_unique():
+    names = safe_names(["a/b.mp4", "/a/b.mp4", "../../x.mp4", "c\\d.avi", "__featx_index__"])
+    assert list(names.values()) == ["a/b.mp4", "a/b.mp4~2", "x.mp4", "c/d.avi", "__featx_index__~2"]
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--dense-stride", "often"], "--dense-stride often"),
+    (["--dense-stride", "0"], "more than 0"),
+    (["--per-clip", "--per-view"], "not allowed with"),
+    (["--out-format", "list", "--out", "feats.npz"], "list format"),
+    (["--out-format", "pdf"], "invalid choice"),
+])
+def test_bad_new_options_are_one_line_and_exit_2(flags, words, golden_checkpoint, tmp_path):
+    video_list = write_list(tmp_path / "list.txt", [SHORT])
+    args = ["--video-list", video_list, "--video-root", VIDEOS, *CPU, "--out", tmp_path / "out" / "feats.pkl", *flags]
+    proc = _run(TSN, golden_checkpoint("tsn_clip"), *args, expect=2)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("featx: error:")]
+    assert len(errors) == 1 and words in errors[0], proc.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("setup, words", [
+    ("nothing", "give --video-list, or --video-root"),
+    ("empty root", "no video files"),
+    ("missing root", "no such folder"),
+])
+def test_bad_folder_input_is_one_line_and_exit_2(setup, words, golden_checkpoint, tmp_path):
+    root = tmp_path / "videos"
+    if setup == "empty root":
+        root.mkdir()
+        (root / "readme.txt").write_text("no videos here")
+    args = [] if setup == "nothing" else ["--video-root", root]
+    proc = _run(TSN, golden_checkpoint("tsn_clip"), *args, "--out", tmp_path / "feats.pkl", *CPU, expect=2)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("featx: error:")]
+    assert len(errors) == 1 and words in errors[0], proc.stderr
