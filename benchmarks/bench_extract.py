@@ -119,7 +119,7 @@ def run_baseline(cfg: Any, checkpoint: str, items: list[VideoItem], device: torc
 def run_featx(name: str, cfg: Any, checkpoint: str, items: list[VideoItem], device: torch.device,
               precision: str = "fp32", workers: int | None = None, decode_order: str = "list") -> dict[str, Any]:
     settings = LoaderSettings.from_config(cfg)
-    model, _ = prepare_model(cfg, checkpoint, device)
+    model, _ = prepare_model(cfg, checkpoint, device, precision=precision)
     pipeline, normalize = split_normalize(build_pipeline(cfg.data.test.pipeline))
     workers = settings.workers_per_gpu if workers is None else workers
     samples = decoded_samples(pipeline, items, workers=workers, timeout=300, decoder="decord",

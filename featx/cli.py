@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         setup_logging(args.debug, info)
     precision = resolve_precision(args.precision, cfg, device)
     torch.backends.cudnn.benchmark = bool(cfg.get("cudnn_benchmark", False))
-    model, ckpt = prepare_model(cfg, args.checkpoint, device, fuse=args.fuse_conv_bn)
+    model, ckpt = prepare_model(cfg, args.checkpoint, device, fuse=args.fuse_conv_bn, precision=precision)
     settings = LoaderSettings.from_config(cfg)
     workers = settings.workers_per_gpu if args.workers is None else args.workers
     if workers < 0:

@@ -1,6 +1,8 @@
 """The fast default path computes what the reference path computes: uint8 frames normalised on the
-device, BatchNorm folded, channels-last weights."""
+device, BatchNorm folded, channels-last weights, oneDNN fused convolutions on the CPU."""
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import pytest
@@ -12,6 +14,8 @@ from featx.data import build_pipeline
 from featx.data.pipeline import split_normalize
 from featx.data.transforms import Normalize
 from featx.extract import prepare_model
+from featx.models import build_model, fuse_conv_bn, use_onednn_fusion
+from featx.models.conv_module import ConvModule
 
 MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
 
@@ -51,6 +55,27 @@ def test_folded_channels_last_model_matches_the_plain_one(case, golden_checkpoin
     fast, _ = prepare_model(cfg, str(golden_checkpoint(case)), torch.device("cpu"))
     shape = (1, 2, 3, 64, 64) if case == "tsn_clip" else (1, 2, 3, 4, 64, 64)
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        a, b = plain(x), fast(x)
+    assert float((a - b).abs().max() / a.abs().max()) < 1e-5
+    convs = [m for m in fast.modules() if isinstance(m, ConvModule)]
+    assert all(m.onednn for m in convs) == torch.backends.mkldnn.is_available()
+    bf16, _ = prepare_model(cfg, str(golden_checkpoint(case)), torch.device("cpu"), precision="bf16")
+    assert not any(m.onednn for m in bf16.modules() if isinstance(m, ConvModule))  # autocast needs aten convs
+
+
+@pytest.mark.parametrize("depth", [18, 101])
+def test_onednn_fused_blocks_match_plain_ones(depth):
+    cfg = load_config(ROOT / CASE_CONFIGS["tsn_clip"], {"model.backbone.depth": depth})
+    torch.manual_seed(0)
+    plain = build_model(cfg.model)
+    for m in plain.modules():  # running statistics that are not the identity
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    fast = copy.deepcopy(plain)
+    assert use_onednn_fusion(fuse_conv_bn(fast)) == torch.backends.mkldnn.is_available()
+    x = torch.randn(1, 2, 3, 64, 64)
     with torch.inference_mode():
         a, b = plain(x), fast(x)
     assert float((a - b).abs().max() / a.abs().max()) < 1e-5

@@ -7,11 +7,11 @@ from torch import nn
 
 from featx.errors import UserError
 from featx.models import resnet, resnet3d  # noqa: F401  (registers the backbones)
-from featx.models.fuse import fuse_conv_bn
+from featx.models.fuse import fuse_conv_bn, use_onednn_fusion
 from featx.models.recognizers import Recognizer, Recognizer2D, Recognizer3D
 from featx.registry import MODELS
 
-__all__ = ["Recognizer", "Recognizer2D", "Recognizer3D", "build_model", "fuse_conv_bn"]
+__all__ = ["Recognizer", "Recognizer2D", "Recognizer3D", "build_model", "fuse_conv_bn", "use_onednn_fusion"]
 
 
 def build_model(model_cfg: Mapping[str, Any]) -> nn.Module:

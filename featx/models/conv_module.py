@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+import torch
 from torch import Tensor, nn
 
 from featx.errors import UserError
@@ -49,10 +50,26 @@ class ConvModule(nn.Module):
         )
         self.bn: nn.Module = _NORM[ndim](out_channels, eps=eps)
         self.activate = nn.ReLU(inplace=True) if relu else None
+        self.onednn = False  # set by featx.models.fuse.use_onednn_fusion once bn is folded
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.onednn:
+            return torch.ops.mkldnn._convolution_pointwise(
+                x, *self._onednn_args(), "relu" if self.activate is not None else "none", [], "")
         x = self.bn(self.conv(x))
         return x if self.activate is None else self.activate(x)
+
+    def add_relu(self, x: Tensor, other: Tensor) -> Tensor:
+        """``relu(self(x) + other)``: a residual block's last conv, its shortcut and the block's ReLU
+        (one oneDNN convolution with the sum and ReLU fused in, when enabled)."""
+        if self.onednn:
+            return torch.ops.mkldnn._convolution_pointwise.binary(
+                x, other, *self._onednn_args(), "add", None, "relu", [], "")
+        return torch.relu_(self(x) + other)
+
+    def _onednn_args(self) -> tuple[Any, ...]:
+        conv = self.conv
+        return conv.weight, conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups
 
 
 def _check_cfg(

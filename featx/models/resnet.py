@@ -29,14 +29,13 @@ class ResBlock(nn.Module):
         for i, conv in enumerate(convs, 1):
             self.add_module(f"conv{i}", conv)
         self.downsample = downsample
-        self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
         out = x
-        for i in range(1, self.num_convs + 1):
+        for i in range(1, self.num_convs):
             out = getattr(self, f"conv{i}")(out)
         identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
+        return getattr(self, f"conv{self.num_convs}").add_relu(out, identity)
 
 
 # A block's convs: (builder, inplanes, planes, stride, dilation, style, (kt1, kt2)) -> ConvModules,
