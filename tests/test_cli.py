@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import torch
 from conftest import CASE_CONFIGS, ROOT, VIDEOS, golden_features, rel_error, run_featx, write_list
 from featx.config import LoaderSettings, load_config
 from featx.errors import UserError
+from featx.extract import resolve_precision
 
 TSN = CASE_CONFIGS["tsn_clip"]
 SLOWONLY = CASE_CONFIGS["slowonly_clip"]
@@ -38,10 +40,10 @@ def test_shim_and_json_output(golden_checkpoint, short_list, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["list.txt", "nested"]  # nothing left in the working dir
 
 
-def test_fuse_conv_bn_and_cfg_options(golden_checkpoint, short_list, tmp_path):
+def test_plain_unfused_model_and_cfg_options(golden_checkpoint, short_list, tmp_path):
     out = tmp_path / "feats.pkl"
     proc = run_featx(SLOWONLY, golden_checkpoint("slowonly_clip"), "--video-list", short_list, "--video-root", VIDEOS,
-                     "--out", out, "--fuse-conv-bn", "--cfg-options", "data.workers_per_gpu=0",
+                     "--out", out, "--no-fuse-conv-bn", "--cfg-options", "data.workers_per_gpu=0",
                      "model.test_cfg.max_testing_views=3")
     assert proc.returncode == 0, proc.stderr
     got = pickle.loads(out.read_bytes())
@@ -114,3 +116,13 @@ def test_cfg_options_may_add_a_section_configs_often_leave_out():
     assert LoaderSettings.from_config(cfg).videos_per_gpu == 2
     with pytest.raises(UserError, match="no key 'tset_dataloader'"):
         load_config(ROOT / TSN, {"data.tset_dataloader.videos_per_gpu": 2})
+
+
+def test_config_fp16_runs_half_precision_on_a_gpu_only(caplog, monkeypatch):
+    monkeypatch.setattr(logging.getLogger("featx"), "propagate", True)  # to caplog, whatever set it up before
+    cfg = load_config(ROOT / TSN)
+    cfg.fp16 = dict(loss_scale=512.0)
+    assert resolve_precision(None, cfg, torch.device("cuda")) == "fp16"
+    assert resolve_precision(None, cfg, torch.device("cpu")) == "fp32"
+    assert "needs a GPU" in caplog.text
+    assert resolve_precision("bf16", cfg, torch.device("cpu")) == "bf16"
