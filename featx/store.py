@@ -7,6 +7,7 @@ the run's fingerprint; a torn or corrupt tail (the process died mid-write) is cu
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -74,36 +75,50 @@ class PartialStore:
         self.fingerprint = fingerprint
         self.done: set[str] = set()  # keys with a vector (failed keys are retried on a rerun)
         self.resumed = 0
-        if restart and path.exists():
-            path.unlink()
-        if path.exists():
-            self._reopen()
-        else:  # the header appears whole or not at all: a crash here leaves no unreadable store
-            atomic_write(path, lambda f: f.write(MAGIC + _encode({"fingerprint": fingerprint})))
-            self._file = open(path, "r+b")
-            self._file.seek(0, os.SEEK_END)
+        existed = path.exists()
+        if not existed:  # the header appears whole or not at all: a crash here leaves no unreadable store
+            atomic_write(path, lambda f: f.write(self._header()))
+        self._file = open(path, "r+b")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.close()
+            raise UserError(f"another featx run is writing {path} (same --out); wait for it or use another --out") from None
+        if existed and restart:
+            self._file.truncate(0)
+            self._file.write(self._header())
+            self._sync()
+        elif existed:
+            try:
+                self._reopen()
+            except UserError:
+                self._file.close()
+                raise
+        self._file.seek(0, os.SEEK_END)
         self._last_sync = time.monotonic()
 
+    def _header(self) -> bytes:
+        return MAGIC + _encode({"fingerprint": self.fingerprint})
+
     def _reopen(self) -> None:
-        with open(self.path, "rb") as f:
-            if f.read(len(MAGIC)) != MAGIC:
-                raise UserError(f"{self.path} is not a featx partial store; move it away or pass --restart")
-            bodies = _read_bodies(f)
-            first = next(bodies, None)
-            if first is None or _decode(first[1])[0].get("fingerprint") != self.fingerprint:
-                raise UserError(
-                    f"{self.path} holds results made with another config, checkpoint or options; "
-                    "pass --restart to discard them, or use another --out"
-                )
+        """Read back what an earlier run stored, and cut off a record torn by a crash."""
+        f = self._file
+        if f.read(len(MAGIC)) != MAGIC:
+            raise UserError(f"{self.path} is not a featx partial store; move it away or pass --restart")
+        bodies = _read_bodies(f)
+        first = next(bodies, None)
+        if first is None or _decode(first[1])[0].get("fingerprint") != self.fingerprint:
+            raise UserError(
+                f"{self.path} holds results made with another config, checkpoint or options; "
+                "pass --restart to discard them, or use another --out"
+            )
+        end = f.tell()
+        for _, body in bodies:
+            header, _ = _decode(body)
+            (self.done.discard if header.get("error") else self.done.add)(header["key"])
             end = f.tell()
-            for _, body in bodies:
-                header, _ = _decode(body)
-                (self.done.discard if header.get("error") else self.done.add)(header["key"])
-                end = f.tell()
         self.resumed = len(self.done)
-        self._file = open(self.path, "r+b")
-        self._file.truncate(end)  # drop a record torn by a crash
-        self._file.seek(end)
+        f.truncate(end)
 
     def add(self, record: Record) -> None:
         """Append one video's outcome; flushed at once, fsynced every few seconds."""

@@ -206,6 +206,25 @@ def test_interrupted_run_resumes_to_the_same_file(how, golden_checkpoint, eight,
         np.testing.assert_array_equal(a[name], b[name])
 
 
+def test_a_second_run_on_the_same_output_is_refused_and_the_first_goes_on(golden_checkpoint, eight, tmp_path):
+    root, video_list, names = eight
+    out = tmp_path / "feats.pkl"
+    args = [TSN, golden_checkpoint("tsn_clip"), "--video-list", video_list, "--video-root", root, "--out", out,
+            *FAST, "--workers", "1"]
+    first = _featx_popen(*args)
+    _wait_for(lambda: sidecar(out, "partial").exists() and len(read_records(sidecar(out, "partial"))) >= 1)
+    first.send_signal(signal.SIGSTOP)  # still running, however fast this machine
+    try:
+        for extra in ([], ["--restart"]):
+            second = run_featx(*args, *extra)
+            assert second.returncode == 2 and "another featx run is writing" in second.stderr, second.stderr
+    finally:
+        first.send_signal(signal.SIGCONT)
+    _, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr
+    assert list(pickle.loads(out.read_bytes())) == names
+
+
 def test_changed_config_refuses_to_mix_results(golden_checkpoint, eight, tmp_path):
     root, video_list, _ = eight
     out = tmp_path / "feats.pkl"
