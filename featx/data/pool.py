@@ -49,7 +49,10 @@ class _Worker:
 
     def assign(self, task: tuple[int, int]) -> None:
         self.task, self.started = task, time.monotonic()
-        self.conn.send(task)
+        try:
+            self.conn.send(task)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # it died just now: the supervisor sees it dead and reports the task
 
     def kill(self) -> None:
         if self.proc.is_alive():
@@ -133,8 +136,11 @@ class DecodePool:
                        and assigned - self._consumed >= self.max_ahead and not busy()):
                     self._cond.wait(0.5)
                 room = self.max_ahead - (assigned - self._consumed)
-            for worker in workers:
+            for i, worker in enumerate(workers):
                 if worker.task is None and room > 0 and (later or next_index < total):
+                    if not worker.proc.is_alive():  # died while idle (OOM killer, ...): no video is lost to it
+                        worker.kill()
+                        worker = workers[i] = _Worker(ctx, self.dataset)
                     if later:
                         worker.assign(later.popleft())
                     else:
