@@ -17,6 +17,7 @@ import pytest
 
 from conftest import CASE_CONFIGS, ROOT, VIDEOS, run_featx, write_list
 from featx.data.decode import DecordReader, PyAVReader
+from featx.data.pool import DecodePool
 from featx.output import sidecar
 from featx.store import read_records
 
@@ -263,3 +264,27 @@ def test_pyav_decoder_gives_the_reference_vectors(golden_checkpoint, tmp_path):
     expected = golden_features("tsn_clip")
     for name, vector in pickle.loads(out.read_bytes()).items():
         assert rel_error(vector, expected[name]) <= 1e-4
+
+
+class _ChunkedVideos:
+    """Stands in for a VideoDataset of dense videos: 3 chunks each, finishing out of order."""
+
+    def __init__(self, count: int, fail: tuple[int, int] | None = None) -> None:
+        self.items = [type("Item", (), {"key": f"v{i}", "path": f"v{i}.mp4"})() for i in range(count)]
+        self.fail = fail
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def sample(self, index: int, chunk: int = 0) -> dict:
+        time.sleep({0: 0.6 if index == 0 else 0.2, 1: 0.3, 2: 0.05}[chunk])  # the first video's first chunk is slow
+        if (index, chunk) == self.fail:
+            return {"index": index, "key": f"v{index}", "chunk": chunk, "error": "broken chunk"}
+        return {"index": index, "key": f"v{index}", "chunk": chunk, "num_chunks": 3}
+
+
+@pytest.mark.parametrize("fail", [None, (1, 1)])
+def test_pool_delivers_chunks_in_order_whatever_order_they_finish(fail):
+    pool = DecodePool(_ChunkedVideos(4, fail), num_workers=2, timeout=30, max_ahead=2)
+    got = [(s["index"], s["chunk"], "error" in s) for s in pool]
+    assert got == [(i, k, (i, k) == fail) for i in range(4) for k in range(3)]

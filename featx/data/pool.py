@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 from multiprocessing.connection import Connection, wait
-from collections import deque
+import heapq
 from typing import Any, Iterator
 
 import cv2
@@ -79,7 +79,7 @@ class DecodePool:
         self.timeout = timeout
         self.max_ahead = max_ahead or 2 * num_workers
         self._ready: dict[tuple[int, int], dict[str, Any]] = {}
-        self._num_chunks: dict[int, int] = {}  # videos whose later chunks are still to be delivered
+        self._num_chunks: dict[int, list[int]] = {}  # videos with chunks still to come: [chunks, delivered]
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._failure: BaseException | None = None
@@ -125,7 +125,7 @@ class DecodePool:
 
     def _run(self, ctx: Any, workers: list[_Worker]) -> None:
         total, next_index, assigned = len(self.dataset), 0, 0
-        later: deque[tuple[int, int]] = deque()  # chunks after the first of videos already started
+        later: list[tuple[int, int]] = []  # a heap of the chunks after the first of started videos, in consumer order
 
         def busy() -> list[_Worker]:
             return [w for w in workers if w.task is not None]
@@ -142,7 +142,7 @@ class DecodePool:
                         worker.kill()
                         worker = workers[i] = _Worker(ctx, self.dataset)
                     if later:
-                        worker.assign(later.popleft())
+                        worker.assign(heapq.heappop(later))
                     else:
                         worker.assign((next_index, 0))
                         next_index += 1
@@ -163,7 +163,8 @@ class DecodePool:
                         reason = f"the decoder crashed ({_describe_exit(worker.proc.exitcode)})"
                     else:
                         worker.task = None
-                        later.extend(self._put(sample))
+                        for task in self._put(sample):
+                            heapq.heappush(later, task)
                         continue
                 elif not worker.proc.is_alive():
                     reason = f"the decoder crashed ({_describe_exit(worker.proc.exitcode)})"
@@ -183,11 +184,11 @@ class DecodePool:
         """Hand ``sample`` to the consumer; return the video's other chunks when it is a first chunk of several."""
         index, chunk = sample["index"], sample["chunk"]
         if chunk == 0:
-            sample.setdefault("num_chunks", 1)
-            self._num_chunks[index] = sample["num_chunks"]
-        else:  # a failed later chunk does not know how many there are
-            sample["num_chunks"] = self._num_chunks[index]
-        if chunk + 1 >= sample["num_chunks"]:
+            self._num_chunks[index] = [sample.setdefault("num_chunks", 1), 0]
+        expected = self._num_chunks[index]  # [chunks, delivered]: later chunks may arrive in any order
+        sample["num_chunks"] = expected[0]  # a failed later chunk does not know how many there are
+        expected[1] += 1
+        if expected[1] == expected[0]:
             del self._num_chunks[index]
         with self._cond:
             self._ready[(index, chunk)] = sample
