@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None,
                    help="decoding processes (default: data.workers_per_gpu); 0 decodes in this process, without a time limit")
     p.add_argument("--video-timeout", type=float, default=300.0,
-                   help="seconds one video may take to decode before its worker is killed and it is skipped (default 300)")
+                   help="seconds one video (or one chunk of a dense-sampled one) may take to decode before its worker "
+                     "is killed and the video skipped (default 300)")
     p.add_argument("--decoder", choices=DECODERS.names(), default="decord",
                    help="video decoder (default decord, as the reference; pyav honours mp4 edit lists)")
     p.add_argument("--decode-order", choices=["list", "sorted"], default="list",
@@ -181,10 +182,11 @@ def run(args: argparse.Namespace) -> int:
         with logging_redirect_tqdm(loggers=[log]):
             for result in with_progress(results, len(todo)):
                 feature = result.feature
+                details = result.info
                 if output.streams and feature is not None:
                     output.add(result.key, feature)
-                    feature = None
-                store.add(Record(result.key, feature, result.error, result.info))
+                    feature, details = None, {**details, **output.entry(result.key)}  # where it went, for a resume
+                store.add(Record(result.key, feature, result.error, details))
                 if result.error is not None and args.strict:
                     raise StrictFailure(f"--strict: stopped at {result.key}: {result.error}")
     except (KeyboardInterrupt, StrictFailure) as exc:
@@ -232,7 +234,7 @@ def finish(output: OutputFormat, items: list[VideoItem], store: PartialStore, pr
     done = [it.key for it in items if it.key in records and records[it.key].error is None]
     failures = [(it.key, records[it.key].error) for it in items if it.key in records and records[it.key].error]
     output.write({key: records[key].array for key in done} if not output.streams else {})
-    videos = {key: {**(records[key].info or {}), **output.entry(key)} for key in done}
+    videos = {key: {**output.entry(key), **(records[key].info or {})} for key in done}
     write_json(meta_path(out), {**provenance, "videos": videos, "failed": [{"video": k, "reason": r} for k, r in failures]})
     report = write_error_report(out, failures)
     store.remove()

@@ -96,7 +96,7 @@ class LoaderSettings:
 
 
 def use_dense_sampling(cfg: Config, stride: str) -> None:
-    """``--dense-stride``: the test pipeline's ``SampleFrames`` becomes a ``DenseSampleFrames`` with the
+    """``--dense-stride``: the test pipeline's ``SampleFrames`` becomes a ``StrideSampleFrames`` with the
     same clip length, frame interval and out-of-bound rule, one clip every ``16`` frames or ``0.5s``."""
     text = stride.strip().lower()
     try:
@@ -110,6 +110,6 @@ def use_dense_sampling(cfg: Config, stride: str) -> None:
     if not at:
         raise UserError("--dense-stride: the config's data.test.pipeline has no SampleFrames to replace")
     old = pipeline[at[0]]
-    pipeline[at[0]] = dict(type="DenseSampleFrames", clip_len=old.get("clip_len"),
+    pipeline[at[0]] = dict(type="StrideSampleFrames", clip_len=old.get("clip_len"),
                            frame_interval=old.get("frame_interval", 1),
                            out_of_bound_opt=old.get("out_of_bound_opt", "loop"), **option)

@@ -244,6 +244,8 @@ def open_output(out: str | Path, out_format: str | None, keys: list[str]) -> Out
     fmt = format_for(path, out_format)
     if fmt is DirFormat and path.exists() and not path.is_dir():
         raise UserError(f"--out {path}: exists and is not a folder")
+    if fmt is not DirFormat and path.is_dir():
+        raise UserError(f"--out {path}: is a folder; the {FORMATS.name_of(fmt)} format writes a file")
     if fmt is ListFormat and path.suffix.lower() not in (".pkl", ".pickle", ".json"):
         raise UserError(f"--out {path}: the list format is written as .pkl, .pickle or .json")
     folder = path if fmt is DirFormat else path.parent

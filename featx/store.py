@@ -22,7 +22,6 @@ from typing import Any, Iterator
 import numpy as np
 
 from featx.errors import UserError
-from featx.output import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -75,20 +74,13 @@ class PartialStore:
         self.fingerprint = fingerprint
         self.done: set[str] = set()  # keys with a vector (failed keys are retried on a rerun)
         self.resumed = 0
-        existed = path.exists()
-        if not existed:  # the header appears whole or not at all: a crash here leaves no unreadable store
-            atomic_write(path, lambda f: f.write(self._header()))
-        self._file = open(path, "r+b")
-        try:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._file.close()
-            raise UserError(f"another featx run is writing {path} (same --out); wait for it or use another --out") from None
-        if existed and restart:
+        self._file = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o666), "r+b")  # one inode for every run
+        self._lock()
+        if restart or os.fstat(self._file.fileno()).st_size == 0:  # new, or emptied by a crash at its start
             self._file.truncate(0)
             self._file.write(self._header())
             self._sync()
-        elif existed:
+        else:
             try:
                 self._reopen()
             except UserError:
@@ -96,6 +88,16 @@ class PartialStore:
                 raise
         self._file.seek(0, os.SEEK_END)
         self._last_sync = time.monotonic()
+
+    def _lock(self) -> None:
+        """Hold the store for this run: a second run on the same output is refused, not interleaved."""
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.close()
+            raise UserError(f"another featx run is writing {self.path} (same --out); wait for it or use another --out") from None
+        except OSError as exc:  # a file system without locks (Lustre with noflock, some NFS)
+            log.warning("cannot lock %s (%s): make sure no other run writes the same --out", self.path, exc.strerror)
 
     def _header(self) -> bytes:
         return MAGIC + _encode({"fingerprint": self.fingerprint})

@@ -158,7 +158,7 @@ def test_dir_output_is_written_as_videos_finish_and_resumes(golden_checkpoint, t
 def _dense_dataset(stride: dict, clips_per_chunk: int | None = None) -> VideoDataset:
     cfg = load_config(SLOWONLY)
     pipeline = cfg.data.test.pipeline
-    pipeline[1] = dict(type="DenseSampleFrames", clip_len=4, frame_interval=16, clips_per_chunk=clips_per_chunk,
+    pipeline[1] = dict(type="StrideSampleFrames", clip_len=4, frame_interval=16, clips_per_chunk=clips_per_chunk,
                        **stride)
     return VideoDataset([VideoItem(LONG, str(VIDEOS / LONG))], build_pipeline(pipeline))
 
@@ -181,7 +181,7 @@ def test_dense_flag_chunked_equals_one_piece_config(golden_checkpoint, tmp_path)
     common = ["--video-list", video_list, "--video-root", VIDEOS, "--device", "cpu", "--per-clip"]
     config = tmp_path / "dense.py"  # the config route, all clips in one piece
     config.write_text(f"_base_ = [{str(ROOT / SLOWONLY)!r}]\n"
-                      "data = dict(test=dict(pipeline=[dict(type='DecordInit'), dict(type='DenseSampleFrames', "
+                      "data = dict(test=dict(pipeline=[dict(type='DecordInit'), dict(type='StrideSampleFrames', "
                       "clip_len=4, frame_interval=16, stride=8, clips_per_chunk=100), dict(type='DecordDecode'), "
                       "dict(type='Resize', scale=(-1, 256)), dict(type='CenterCrop', crop_size=256), "
                       "dict(type='Normalize', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], "
@@ -194,7 +194,7 @@ def test_dense_flag_chunked_equals_one_piece_config(golden_checkpoint, tmp_path)
     assert chunked.features[LONG].shape == (17, 2048) and chunked.features[SHORT].shape == (1, 2048)
     for key in (LONG, SHORT):
         assert rel_error(chunked.features[key], one[key]) <= 1e-6
-    assert "DenseSampleFrames" in chunked.meta["config"]
+    assert "StrideSampleFrames" in chunked.meta["config"]
 
 
 def test_safe_names_are_relative_and_unique():
@@ -208,9 +208,11 @@ def test_safe_names_are_relative_and_unique():
     (["--per-clip", "--per-view"], "not allowed with"),
     (["--out-format", "list", "--out", "feats.npz"], "list format"),
     (["--out-format", "pdf"], "invalid choice"),
+    (["--out-format", "pkl", "--out", "{tmp}"], "is a folder"),
 ])
 def test_bad_new_options_are_one_line_and_exit_2(flags, words, golden_checkpoint, tmp_path):
     video_list = write_list(tmp_path / "list.txt", [SHORT])
+    flags = [f.format(tmp=tmp_path) for f in flags]
     args = ["--video-list", video_list, "--video-root", VIDEOS, *CPU, "--out", tmp_path / "out" / "feats.pkl", *flags]
     proc = _run(TSN, golden_checkpoint("tsn_clip"), *args, expect=2)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("featx: error:")]

@@ -63,8 +63,6 @@ def why_unopenable(path: str) -> str:
         head = f.read(189)
     matches = [name for at, magic, name in CONTAINER_SIGNATURES if head[at:at + len(magic)] == magic]
     container = next((name for name in matches if name != "MPEG-TS" or matches.count(name) == 2), None)
-    if container is None:
-        return "not a video file (its first bytes match no video container)"
     if container == "MP4/MOV":
         cut = _mp4_box_past_end(path)
         if cut is not None:
@@ -74,8 +72,10 @@ def why_unopenable(path: str) -> str:
         with av.open(path):
             pass
     except av.FFmpegError as exc:
+        if container is None:
+            return "not a video file (FFmpeg cannot read it, and its first bytes match no video container)"
         return f"a damaged {container} file (FFmpeg: {getattr(exc, 'strerror', None) or exc})"
-    return f"a {container} file that FFmpeg opens but decord does not: try --decoder pyav"
+    return f"a {container or 'video'} file that FFmpeg opens but decord does not: try --decoder pyav"
 
 
 def _mp4_box_past_end(path: str) -> str | None:

@@ -88,7 +88,7 @@ class SampleFrames:
 
 
 @TRANSFORMS.register()
-class DenseSampleFrames(SampleFrames):
+class StrideSampleFrames(SampleFrames):
     """Clips over the whole video at a fixed stride, for temporal localisation.
 
     A clip (``clip_len`` frames, ``frame_interval`` apart) starts every ``stride`` frames, or every
@@ -110,13 +110,13 @@ class DenseSampleFrames(SampleFrames):
     ) -> None:
         super().__init__(clip_len, frame_interval, out_of_bound_opt=out_of_bound_opt)
         if (stride is None) == (stride_seconds is None):
-            raise UserError("DenseSampleFrames: give exactly one of stride (frames) and stride_seconds")
+            raise UserError("StrideSampleFrames: give exactly one of stride (frames) and stride_seconds")
         if stride is not None and (not isinstance(stride, int) or isinstance(stride, bool) or stride < 1):
-            raise UserError(f"DenseSampleFrames: stride must be a positive number of frames, got {stride!r}")
+            raise UserError(f"StrideSampleFrames: stride must be a positive number of frames, got {stride!r}")
         if stride_seconds is not None and not stride_seconds > 0:
-            raise UserError(f"DenseSampleFrames: stride_seconds must be more than 0, got {stride_seconds!r}")
+            raise UserError(f"StrideSampleFrames: stride_seconds must be more than 0, got {stride_seconds!r}")
         if clips_per_chunk is not None and (not isinstance(clips_per_chunk, int) or clips_per_chunk < 1):
-            raise UserError(f"DenseSampleFrames: clips_per_chunk must be a positive int, got {clips_per_chunk!r}")
+            raise UserError(f"StrideSampleFrames: clips_per_chunk must be a positive int, got {clips_per_chunk!r}")
         self.stride = stride
         self.stride_seconds = stride_seconds
         self.clips_per_chunk = clips_per_chunk or max(1, 64 // clip_len)
@@ -128,7 +128,7 @@ class DenseSampleFrames(SampleFrames):
         elif fps > 0:
             step = self.stride_seconds * fps
         else:
-            raise VideoError("DenseSampleFrames: stride_seconds needs the video's fps, which it does not report")
+            raise VideoError("StrideSampleFrames: stride_seconds needs the video's fps, which it does not report")
         last_start = total_frames - (self.clip_len - 1) * self.frame_interval - 1
         count = 1 if last_start < 0 else int(last_start // step) + 1
         return (np.arange(count) * step).astype(np.int64)
