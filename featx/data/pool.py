@@ -112,6 +112,9 @@ class DecodePool:
 
     def _supervise(self) -> None:
         ctx = mp.get_context("fork")
+        # OpenCV's thread pool does not survive a fork: a child that touches it waits forever on a
+        # lock held by a thread it does not have. Stop the pool here (the workers use one thread anyway).
+        cv2.setNumThreads(1)
         workers = [_Worker(ctx, self.dataset) for _ in range(min(self.num_workers, len(self.dataset)))]
         try:
             self._run(ctx, workers)
