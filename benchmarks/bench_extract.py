@@ -38,6 +38,7 @@ from featx.config import LoaderSettings, load_config  # noqa: E402
 from featx.data import VideoDataset, VideoItem, build_pipeline, read_video_list  # noqa: E402
 from featx.data.pipeline import split_normalize  # noqa: E402
 from featx.extract import FeatureExtractor, batched, decoded_samples, prepare_model, select_device  # noqa: E402
+from featx.hostmem import keep_freed_memory  # noqa: E402
 from featx.models import build_model  # noqa: E402
 
 DECODE_STEPS = ("DecordInit", "SampleFrames", "DecordDecode")
@@ -119,6 +120,8 @@ def run_baseline(cfg: Any, checkpoint: str, items: list[VideoItem], device: torc
 def run_featx(name: str, cfg: Any, checkpoint: str, items: list[VideoItem], device: torch.device,
               precision: str = "fp32", workers: int | None = None, decode_order: str = "list") -> dict[str, Any]:
     settings = LoaderSettings.from_config(cfg)
+    if device.type == "cpu":
+        keep_freed_memory()  # as the CLI does; for good, so the baseline runs before any featx variant
     model, _ = prepare_model(cfg, checkpoint, device, precision=precision)
     pipeline, normalize = split_normalize(build_pipeline(cfg.data.test.pipeline))
     workers = settings.workers_per_gpu if workers is None else workers
@@ -167,7 +170,9 @@ def main() -> None:
             "bf16": lambda: run_featx("bf16", cfg, checkpoint, items, device, "bf16"),
             "sorted": lambda: run_featx("sorted", cfg, checkpoint, items, device, decode_order="sorted"),
         }
-        results = [runners[name]() for name in args.variants.split(",")]
+        names = args.variants.split(",")
+        names.sort(key=lambda name: name != "baseline")  # first: the reference, on glibc's default allocator
+        results = [runners[name]() for name in names]
 
     reference = results[0]["vectors"]
     print(f"\n{Path(args.config).name}: {len(items)} videos, device {device}, torch threads {torch.get_num_threads()}, "

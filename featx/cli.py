@@ -28,6 +28,7 @@ from featx.distributed import (LAUNCHER_ENV, DistInfo, broadcast_from_main, gath
 from featx.errors import UserError
 from featx.extract import (PRECISIONS, FeatureExtractor, batched, decoded_samples, extract, prepare_model,
                            resolve_precision, select_device, with_progress)
+from featx.hostmem import keep_freed_memory
 from featx.output import OutputFormat, meta_path, open_output, sidecar, write_error_report, write_json
 from featx.registry import DECODERS, FORMATS
 from featx.store import PartialStore, Record, fingerprint
@@ -143,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
         setup_logging(args.debug, info)
     precision = resolve_precision(args.precision, cfg, device)
     torch.backends.cudnn.benchmark = bool(cfg.get("cudnn_benchmark", False))
+    if device.type == "cpu":
+        keep_freed_memory()
     model, ckpt = prepare_model(cfg, args.checkpoint, device, fuse=args.fuse_conv_bn, precision=precision)
     settings = LoaderSettings.from_config(cfg)
     workers = settings.workers_per_gpu if args.workers is None else args.workers

@@ -3,6 +3,9 @@ device, BatchNorm folded, channels-last weights, oneDNN fused convolutions on th
 from __future__ import annotations
 
 import copy
+import platform
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -79,3 +82,34 @@ def test_onednn_fused_blocks_match_plain_ones(depth):
     with torch.inference_mode():
         a, b = plain(x), fast(x)
     assert float((a - b).abs().max() / a.abs().max()) < 1e-5
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="keep_freed_memory tunes glibc's allocator")
+def test_kept_memory_serves_a_forward_without_page_faults():
+    """After keep_freed_memory, a repeated CPU forward reuses the pages of the last one; by default glibc
+    maps every activation over 32 MB afresh and the kernel zero-fills its pages (tens of thousands of faults)."""
+    code = (
+        "import resource, sys, torch\n"
+        "from featx.config import load_config\n"
+        "from featx.hostmem import keep_freed_memory\n"
+        "from featx.models import build_model, fuse_conv_bn, use_onednn_fusion\n"
+        "if sys.argv[1] == 'keep':\n"
+        "    assert keep_freed_memory()\n"
+        f"cfg = load_config({str(ROOT / CASE_CONFIGS['tsn_clip'])!r})\n"
+        "cfg.model.backbone.pretrained = None\n"
+        "model = fuse_conv_bn(build_model(cfg.model).eval())\n"
+        "use_onednn_fusion(model)\n"
+        "model = model.to(memory_format=torch.channels_last)\n"
+        "x = torch.rand(1, 12, 3, 224, 224)\n"  # stage 1 activations: 38 MB
+        "with torch.inference_mode():\n"
+        "    for _ in range(3):\n"
+        "        model(x)\n"
+        "    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "    model(x)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)\n"
+    )
+    faults = {mode: int(subprocess.run([sys.executable, "-c", code, mode], cwd=ROOT, check=True,
+                                       capture_output=True, text=True).stdout)
+              for mode in ("default", "keep")}
+    assert faults["default"] >= 50  # fewer with transparent huge pages always on
+    assert faults["keep"] < faults["default"] / 20
