@@ -11,6 +11,7 @@ import os
 import pickle
 import posixpath
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import IO, Any, Callable, ClassVar, Iterable, NamedTuple
 
@@ -40,13 +41,23 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         raise
 
 
-def safe_names(keys: Iterable[str]) -> dict[str, str]:
-    """A relative, ``..``-free, unique member name for each listed key (``/abs/a.mp4`` -> ``abs/a.mp4``)."""
-    names: dict[str, str] = {}
-    used = {INDEX}
+def safe_names(keys: Iterable[str], *, tree: bool = False) -> dict[str, str]:
+    """A relative, ``..``-free, unique member name for each listed key (``/abs/a.mp4`` -> ``abs/a.mp4``).
+
+    ``tree``: the names are paths in a tree where a leaf cannot also be a folder (HDF5's groups), so
+    with keys ``a`` and ``a/b.mp4`` the first is named ``a~2``.
+    """
+    bases = {}
     for key in keys:
         parts = [p for p in key.replace("\\", "/").split("/") if p not in ("", ".", "..")]
-        base = "/".join(parts) or "video"
+        bases[key] = "/".join(parts) or "video"
+    folders: set[str] = set()
+    for base in bases.values() if tree else ():
+        parts = base.split("/")
+        folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    names: dict[str, str] = {}
+    used = {INDEX} | folders
+    for key, base in bases.items():
         name, n = base, 1
         while name in used:
             n += 1
@@ -150,7 +161,11 @@ class NpzFormat(OutputFormat):
     def dump(self, features: Features, f: IO[bytes]) -> None:
         names = safe_names(features)
         index = np.array([[k, names[k]] for k in features], dtype=str).reshape(-1, 2)
-        np.savez(f, **{names[k]: v for k, v in features.items()}, **{INDEX: index})
+        # The members written one by one, as np.savez would: its keyword arguments cannot be named "file".
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as npz:
+            for name, array in [*((names[k], v) for k, v in features.items()), (INDEX, index)]:
+                with npz.open(name + ".npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
 
     @classmethod
     def read(cls, path: Path, meta: dict[str, Any] | None) -> Features:
@@ -170,7 +185,7 @@ class H5Format(OutputFormat):
 
     def dump(self, features: Features, f: IO[bytes]) -> None:
         h5py = import_h5py()
-        names = safe_names(features)
+        names = safe_names(features, tree=True)
         with h5py.File(f, "w") as h5:
             for key, array in features.items():
                 h5.create_dataset(names[key], data=array)
