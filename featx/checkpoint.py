@@ -1,6 +1,7 @@
 """Loading official MMAction2 checkpoints (local path or URL) into featx models, weights only."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -60,6 +61,14 @@ def resolve_checkpoint(source: str) -> Path:
 
 
 def file_sha256(path: Path) -> str:
+    """The file's sha256 (hex), read once per version of the file: the URL check and the resume
+    fingerprint both ask for it."""
+    st = os.stat(path)
+    return _sha256(os.path.realpath(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
