@@ -6,6 +6,7 @@ every output lie ``<out>.meta.json`` (provenance) and, when videos failed, ``<ou
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pickle
@@ -21,8 +22,6 @@ from featx.errors import UserError
 from featx.registry import FORMATS
 
 Features = dict[str, np.ndarray]
-UMASK = os.umask(0o022)
-os.umask(UMASK)
 INDEX = "__featx_index__"  # npz / h5 member holding [listed key, member name] rows, in list order
 
 
@@ -30,7 +29,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write through a temporary file in the same folder, then rename: a reader never sees half a file."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~UMASK)  # as an ordinary open() would make it, not mkstemp's 0600
+        os.fchmod(fd, _new_file_mode())  # as an ordinary open() would make it, not mkstemp's 0600
         with os.fdopen(fd, "w+b") as f:  # readable too: h5py reads what it writes
             write(f)
             f.flush()
@@ -39,6 +38,14 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+@functools.cache
+def _new_file_mode() -> int:
+    """0o666 less the process's umask, asked once (the umask can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def safe_names(keys: Iterable[str], *, tree: bool = False) -> dict[str, str]:

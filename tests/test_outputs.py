@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -254,3 +256,12 @@ def test_bad_folder_input_is_one_line_and_exit_2(setup, words, golden_checkpoint
     proc = _run(TSN, golden_checkpoint("tsn_clip"), *args, "--out", tmp_path / "feats.pkl", *CPU, expect=2)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("featx: error:")]
     assert len(errors) == 1 and words in errors[0], proc.stderr
+
+
+def test_outputs_get_the_mode_the_umask_gives(tmp_path):
+    """As an ordinary open() would make them (mkstemp alone would give 0600), and the umask is left as it was."""
+    code = ("import os, sys\nfrom pathlib import Path\nfrom featx.output import atomic_write\n"
+            "os.umask(0o027)\natomic_write(Path(sys.argv[1]), lambda f: f.write(b'x'))\nprint(oct(os.umask(0)))\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out.pkl")], check=True, capture_output=True, text=True)
+    assert proc.stdout.strip() == "0o27"
+    assert (tmp_path / "out.pkl").stat().st_mode & 0o777 == 0o640
