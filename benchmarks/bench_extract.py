@@ -13,7 +13,8 @@ Variants: ``baseline`` does what the reference loop does (torch DataLoader with 
 workers, one video per batch, float32 normalisation on the host, NCHW, no BatchNorm folding,
 frames requested in the sampler's order); ``default`` is featx as a user runs it; ``bf16`` is the
 default with ``--precision bf16``; ``sorted`` the default with ``--decode-order sorted``; ``1worker``
-the default with one decoding process.
+the default with one decoding process; ``glibc-malloc`` the default with glibc's allocator left as it
+is (the CLI makes it keep freed memory on a CPU). The baseline runs first, then ``glibc-malloc``.
 """
 from __future__ import annotations
 
@@ -118,10 +119,11 @@ def run_baseline(cfg: Any, checkpoint: str, items: list[VideoItem], device: torc
 
 
 def run_featx(name: str, cfg: Any, checkpoint: str, items: list[VideoItem], device: torch.device,
-              precision: str = "fp32", workers: int | None = None, decode_order: str = "list") -> dict[str, Any]:
+              precision: str = "fp32", workers: int | None = None, decode_order: str = "list",
+              keep_memory: bool = True) -> dict[str, Any]:
     settings = LoaderSettings.from_config(cfg)
-    if device.type == "cpu":
-        keep_freed_memory()  # as the CLI does; for good, so the baseline runs before any featx variant
+    if device.type == "cpu" and keep_memory:
+        keep_freed_memory()  # as the CLI does; for good, so the variants without it run first
     model, _ = prepare_model(cfg, checkpoint, device, precision=precision)
     pipeline, normalize = split_normalize(build_pipeline(cfg.data.test.pipeline))
     workers = settings.workers_per_gpu if workers is None else workers
@@ -169,22 +171,23 @@ def main() -> None:
             "1worker": lambda: run_featx("1worker", cfg, checkpoint, items, device, workers=1),
             "bf16": lambda: run_featx("bf16", cfg, checkpoint, items, device, "bf16"),
             "sorted": lambda: run_featx("sorted", cfg, checkpoint, items, device, decode_order="sorted"),
+            "glibc-malloc": lambda: run_featx("glibc-malloc", cfg, checkpoint, items, device, keep_memory=False),
         }
-        names = args.variants.split(",")
-        names.sort(key=lambda name: name != "baseline")  # first: the reference, on glibc's default allocator
+        first = {"baseline": 0, "glibc-malloc": 1}  # the reference, then the rest of glibc's default allocator
+        names = sorted(args.variants.split(","), key=lambda name: first.get(name, 2))
         results = [runners[name]() for name in names]
 
     reference = results[0]["vectors"]
     print(f"\n{Path(args.config).name}: {len(items)} videos, device {device}, torch threads {torch.get_num_threads()}, "
           f"{os.cpu_count()} CPUs")
-    header = f"{'variant':10s} {'videos/s':>9s} {'x base':>7s} {'max rel diff':>13s} {'cosine':>9s} {'RSS MiB':>8s}  stage seconds"
+    header = f"{'variant':12s} {'videos/s':>9s} {'x base':>7s} {'max rel diff':>13s} {'cosine':>9s} {'RSS MiB':>8s}  stage seconds"
     print(header)
     for r in results:
         r["speedup"] = r["videos_per_s"] / results[0]["videos_per_s"]
         r["max_rel_diff"] = rel_diff(r["vectors"], reference)
         r["min_cosine"] = cosine(r["vectors"], reference)
         stages = ", ".join(f"{k} {v:.1f}" for k, v in r["stages_s"].items())
-        print(f"{r['variant']:10s} {r['videos_per_s']:9.3f} {r['speedup']:7.2f} {r['max_rel_diff']:13.2e} "
+        print(f"{r['variant']:12s} {r['videos_per_s']:9.3f} {r['speedup']:7.2f} {r['max_rel_diff']:13.2e} "
               f"{r['min_cosine']:9.6f} {r['peak_rss_mib']:8.0f}  {stages}")
     summary = {"config": args.config, "videos": len(items), "device": str(device),
                "results": [{k: v for k, v in r.items() if k != "vectors"} for r in results]}
