@@ -10,7 +10,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 import torch.distributed as dist
@@ -26,8 +26,8 @@ from featx.data.pipeline import split_normalize
 from featx.distributed import (LAUNCHER_ENV, DistInfo, broadcast_from_main, gather_to_main, init_distributed,
                                object_group, shard)
 from featx.errors import UserError
-from featx.extract import (PRECISIONS, FeatureExtractor, batched, decoded_samples, extract, prepare_model,
-                           resolve_precision, select_device, with_progress)
+from featx.extract import (PRECISIONS, FeatureExtractor, VideoResult, batched, decoded_samples, extract,
+                           prepare_model, resolve_precision, select_device, with_progress)
 from featx.hostmem import keep_freed_memory
 from featx.output import OutputFormat, meta_path, open_output, sidecar, write_error_report, write_json
 from featx.registry import DECODERS, FORMATS
@@ -129,12 +129,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dense_stride is not None:
         use_dense_sampling(cfg, args.dense_stride)
     pipeline, normalize = split_normalize(build_pipeline(cfg.data.test.pipeline))
-    if args.video_list is not None:
-        items = read_video_list(args.video_list, args.video_root)
-    elif args.video_root:
-        items = find_videos(args.video_root, tuple(e.strip() for e in args.video_ext.split(",") if e.strip()))
-    else:
-        raise UserError("give --video-list, or --video-root alone to take every video file under it")
+    items = listed_videos(args)
     output = open_output(args.out, args.out_format, [it.key for it in items])
     out = output.path
     device = select_device(args.device)
@@ -182,16 +177,7 @@ def run(args: argparse.Namespace) -> int:
             pass
         return EXIT_OK
     try:
-        with logging_redirect_tqdm(loggers=[log]):
-            for result in with_progress(results, len(todo)):
-                feature = result.feature
-                details = result.info
-                if output.streams and feature is not None:
-                    output.add(result.key, feature)
-                    feature, details = None, {**details, **output.entry(result.key)}  # where it went, for a resume
-                store.add(Record(result.key, feature, result.error, details))
-                if result.error is not None and args.strict:
-                    raise StrictFailure(f"--strict: stopped at {result.key}: {result.error}")
+        record(results, output, store, total=len(todo), strict=args.strict)
     except (KeyboardInterrupt, StrictFailure) as exc:
         store.close()
         saved = len(store.done)
@@ -204,6 +190,31 @@ def run(args: argparse.Namespace) -> int:
     provenance = describe_run(args, cfg, output, ckpt, checkpoint_sha256, precision=precision, device=device,
                               processes=info.world_size)
     return finish(output, items, store, provenance, computed=len(todo), seconds=time.monotonic() - start)
+
+
+def listed_videos(args: argparse.Namespace) -> list[VideoItem]:
+    """The videos to extract: ``--video-list``'s lines, or every video file under ``--video-root``."""
+    if args.video_list is not None:
+        return read_video_list(args.video_list, args.video_root)
+    if args.video_root:
+        return find_videos(args.video_root, tuple(e.strip() for e in args.video_ext.split(",") if e.strip()))
+    raise UserError("give --video-list, or --video-root alone to take every video file under it")
+
+
+def record(results: Iterable[VideoResult], output: OutputFormat, store: PartialStore, *, total: int,
+           strict: bool) -> None:
+    """Each result, as it comes (with a progress bar): its array to a streaming output, then its record to the
+    store. ``strict``: a failed video raises :class:`StrictFailure`."""
+    with logging_redirect_tqdm(loggers=[log]):
+        for result in with_progress(results, total):
+            feature = result.feature
+            details = result.info
+            if output.streams and feature is not None:
+                output.add(result.key, feature)
+                feature, details = None, {**details, **output.entry(result.key)}  # where it went, for a resume
+            store.add(Record(result.key, feature, result.error, details))
+            if result.error is not None and strict:
+                raise StrictFailure(f"--strict: stopped at {result.key}: {result.error}")
 
 
 def describe_run(args: argparse.Namespace, cfg: Config, output: OutputFormat, ckpt: Path, checkpoint_sha256: str, *,
