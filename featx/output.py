@@ -42,34 +42,40 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
 
 @functools.cache
 def _new_file_mode() -> int:
-    """0o666 less the process's umask, asked once (the umask can only be read by setting it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
+    """0o666 less the process's umask, read once (a later change of the umask is not seen)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        mask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Umask:")), 8)
+    except (OSError, StopIteration):  # not Linux: read it by setting it, strictly for the instant it takes
+        mask = os.umask(0o077)
+        os.umask(mask)
     return 0o666 & ~mask
 
 
-def safe_names(keys: Iterable[str], *, tree: bool = False) -> dict[str, str]:
+def safe_names(keys: Iterable[str], *, tree: bool = False, suffix: str = "") -> dict[str, str]:
     """A relative, ``..``-free, unique member name for each listed key (``/abs/a.mp4`` -> ``abs/a.mp4``).
 
-    ``tree``: the names are paths in a tree where a leaf cannot also be a folder (HDF5's groups), so
-    with keys ``a`` and ``a/b.mp4`` the first is named ``a~2``.
+    ``tree``: the names are paths in a tree where a file cannot also be a folder (HDF5's groups, a
+    folder of files), so with keys ``a`` and ``a/b.mp4`` the first is named ``a~2``. ``suffix``: what
+    the writer appends to each name to make its file name.
     """
     bases = {}
     for key in keys:
         parts = [p for p in key.replace("\\", "/").split("/") if p not in ("", ".", "..")]
+        if tree and len(parts) > 1 and parts[0] == INDEX:
+            parts[0] += "~"  # the index's name cannot be a folder
         bases[key] = "/".join(parts) or "video"
-    folders: set[str] = set()
+    taken = {INDEX}
     for base in bases.values() if tree else ():
         parts = base.split("/")
-        folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
+        taken.update("/".join(parts[:i]) for i in range(1, len(parts)))
     names: dict[str, str] = {}
-    used = {INDEX} | folders
     for key, base in bases.items():
         name, n = base, 1
-        while name in used:
+        while name + suffix in taken:
             n += 1
             name = f"{base}~{n}"
-        used.add(name)
+        taken.add(name + suffix)
         names[key] = name
     return names
 
@@ -177,7 +183,8 @@ class NpzFormat(OutputFormat):
     @classmethod
     def read(cls, path: Path, meta: dict[str, Any] | None) -> Features:
         with np.load(path, allow_pickle=False) as npz:
-            return {key: npz[name] for key, name in npz[INDEX].tolist()}
+            # by the members' full names: npz["x.npy"] alone would open video "x"'s member
+            return {key: npz[name + ".npy"] for key, name in npz[INDEX + ".npy"].tolist()}
 
 
 @FORMATS.register("h5")
@@ -222,7 +229,7 @@ class DirFormat(OutputFormat):
 
     def __init__(self, path: Path, keys: list[str]) -> None:
         super().__init__(path, keys)
-        self.names = safe_names(keys)
+        self.names = safe_names(keys, tree=True, suffix=".npy")
 
     def entry(self, key: str) -> dict[str, Any]:
         return {"file": self.names[key] + ".npy"}
@@ -239,7 +246,7 @@ class DirFormat(OutputFormat):
     def read(cls, path: Path, meta: dict[str, Any] | None) -> Features:
         if meta is not None:
             return {key: np.load(path / video["file"]) for key, video in meta["videos"].items()}
-        files = sorted(p.relative_to(path).as_posix() for p in path.rglob("*.npy"))
+        files = sorted(p.relative_to(path).as_posix() for p in path.rglob("*.npy") if p.is_file())
         return {posixpath.splitext(name)[0]: np.load(path / name) for name in files}
 
 

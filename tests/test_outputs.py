@@ -204,23 +204,33 @@ def test_safe_names_are_relative_and_unique():
     assert list(names.values()) == ["a/b.mp4", "a/b.mp4~2", "x.mp4", "c/d.avi", "__featx_index__~2"]
 
 
-AWKWARD_KEYS = ["file", "allow_pickle", "a", "a/b.mp4", "a/b.mp4/c.mp4", "__featx_index__", "x.npy"]
+AWKWARD_KEYS = ["file", "allow_pickle", "a", "a/b.mp4", "a/b.mp4/c.mp4", "__featx_index__",
+                "__featx_index__/d.mp4", "x", "x.npy", "e", "e.npy/f.mp4"]
 
 
-@pytest.mark.parametrize("fmt, name", [("npz", "feats.npz"), ("h5", "feats.h5"), ("pkl", "feats.pkl"), ("json", "f.json")])
+@pytest.mark.parametrize("fmt, name", [("npz", "feats.npz"), ("h5", "feats.h5"), ("pkl", "feats.pkl"),
+                                       ("json", "f.json"), ("dir", "feats")])
 def test_awkward_keys_round_trip(fmt, name, tmp_path):
-    """Keys that are np.savez's own argument names, or that are both a video and a folder of others."""
+    """Keys that are np.savez's own argument names, that are both a video and a folder of others
+    (a, a/b.mp4; e.npy for the dir format), or that end in .npy beside the same name without it."""
     rng = np.random.default_rng(0)
     features = {key: rng.standard_normal(4).astype(np.float32) for key in AWKWARD_KEYS}
-    featx.output.FORMATS.get(fmt)(tmp_path / name, AWKWARD_KEYS).write(features)
+    output = featx.output.FORMATS.get(fmt)(tmp_path / name, AWKWARD_KEYS)
+    for key, array in features.items() if output.streams else ():
+        output.add(key, array)
+    output.write(features)
+    if output.streams:  # where each file went, as the run's meta sidecar records it
+        featx.output.write_json(featx.output.meta_path(output.path),
+                                {"format": fmt, "videos": {key: output.entry(key) for key in AWKWARD_KEYS}})
     loaded, _ = featx.load(tmp_path / name)
     assert list(loaded) == AWKWARD_KEYS
     assert all(np.array_equal(loaded[k], v) for k, v in features.items())
 
 
 def test_tree_names_keep_leaves_and_folders_apart():
-    names = safe_names(["a", "a/b.mp4", "a/b.mp4/c.mp4", "a~2/d.mp4"], tree=True)
-    assert list(names.values()) == ["a~3", "a/b.mp4~2", "a/b.mp4/c.mp4", "a~2/d.mp4"]
+    names = safe_names(["a", "a/b.mp4", "a/b.mp4/c.mp4", "a~2/d.mp4", "__featx_index__/e.mp4"], tree=True)
+    assert list(names.values()) == ["a~3", "a/b.mp4~2", "a/b.mp4/c.mp4", "a~2/d.mp4", "__featx_index__~/e.mp4"]
+    assert safe_names(["f", "f.npy/g.mp4"], tree=True, suffix=".npy") == {"f": "f~2", "f.npy/g.mp4": "f.npy/g.mp4"}
     assert safe_names(["a", "a/b.mp4"]) == {"a": "a", "a/b.mp4": "a/b.mp4"}  # files in a folder can share
 
 
