@@ -63,12 +63,12 @@ def resolve_checkpoint(source: str) -> Path:
 def file_sha256(path: Path) -> str:
     """The file's sha256 (hex), read once per version of the file: the URL check and the resume
     fingerprint both ask for it."""
-    st = os.stat(path)
-    return _sha256(os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    st = os.stat(path)  # a replaced or rewritten file has another inode or ctime (which no copy tool sets back)
+    return _sha256(os.path.realpath(path), (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
 
 
 @functools.lru_cache(maxsize=8)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
+def _sha256(path: str, version: tuple[int, ...]) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from featx.checkpoint import load_checkpoint, read_state_dict, resolve_checkpoint
+from featx.checkpoint import file_sha256, load_checkpoint, read_state_dict, resolve_checkpoint
 from featx.errors import UserError
 from featx.models import build_model
 
@@ -125,3 +125,17 @@ def test_file_url(model, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
     torch.save(_state(model), tmp_path / "local.pth")
     load_checkpoint(model, (tmp_path / "local.pth").as_uri())
+
+
+def test_sha256_of_a_file_replaced_with_its_old_size_and_mtime_is_new(tmp_path):
+    """file_sha256 reads a file once per version; a copy made with cp -p (same size and mtime) is a new version."""
+    path = tmp_path / "model.pth"
+    path.write_bytes(b"a" * 1000)
+    first = file_sha256(path)
+    st = path.stat()
+    replacement = tmp_path / "new.pth"
+    replacement.write_bytes(b"b" * 1000)
+    os.utime(replacement, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(replacement, path)
+    assert path.stat().st_mtime_ns == st.st_mtime_ns and path.stat().st_size == st.st_size
+    assert file_sha256(path) == hashlib.sha256(b"b" * 1000).hexdigest() != first
