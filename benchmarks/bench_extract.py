@@ -151,7 +151,8 @@ def main() -> None:
     p.add_argument("--fps", type=int, default=30)
     p.add_argument("--video-list", help="benchmark on your own videos instead")
     p.add_argument("--video-root", default="")
-    p.add_argument("--variants", default="baseline,default,bf16")
+    p.add_argument("--variants", default="baseline,default,bf16",
+                   help="run baseline first, then glibc-malloc, then the rest; the first is the reference")
     p.add_argument("--device", default=None)
     args = p.parse_args()
 

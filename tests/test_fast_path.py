@@ -3,6 +3,7 @@ device, BatchNorm folded, channels-last weights, oneDNN fused convolutions on th
 from __future__ import annotations
 
 import copy
+import os
 import platform
 import subprocess
 import sys
@@ -84,7 +85,9 @@ def test_onednn_fused_blocks_match_plain_ones(depth):
     assert float((a - b).abs().max() / a.abs().max()) < 1e-5
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="keep_freed_memory tunes glibc's allocator")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc" or any(v.startswith(("MALLOC_", "GLIBC_TUNABLES", "LD_PRELOAD"))
+                                                              for v in os.environ),
+                    reason="keep_freed_memory tunes glibc's allocator, here replaced or tuned from the environment")
 def test_kept_memory_serves_a_forward_without_page_faults():
     """After keep_freed_memory, a repeated CPU forward reuses the pages of the last one; by default glibc
     maps every activation over 32 MB afresh and the kernel zero-fills its pages (tens of thousands of faults)."""
