@@ -132,7 +132,11 @@ class JsonFormat(OutputFormat):
     suffixes = (".json",)
 
     def dump(self, features: Features, f: IO[bytes]) -> None:
-        f.write(json.dumps({k: v.tolist() for k, v in features.items()}).encode())
+        """Video by video, so the text of one vector at a time is in memory, not of all of them."""
+        f.write(b"{")
+        for n, (key, array) in enumerate(features.items()):
+            f.write(f"{', ' if n else ''}{json.dumps(key)}: {json.dumps(array.tolist())}".encode())
+        f.write(b"}")
 
     @classmethod
     def read(cls, path: Path, meta: dict[str, Any] | None) -> Features:
