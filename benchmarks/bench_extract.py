@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from featx.config import LoaderSettings, load_config  # noqa: E402
 from featx.data import VideoDataset, VideoItem, build_pipeline, read_video_list  # noqa: E402
 from featx.data.pipeline import split_normalize  # noqa: E402
-from featx.extract import FeatureExtractor, batched, decoded_samples, prepare_model, select_device  # noqa: E402
+from featx.extract import (FeatureExtractor, batched, decode_workers, decoded_samples, prepare_model,  # noqa: E402
+                           select_device)
 from featx.hostmem import keep_freed_memory  # noqa: E402
 from featx.models import build_model  # noqa: E402
 
@@ -126,7 +127,7 @@ def run_featx(name: str, cfg: Any, checkpoint: str, items: list[VideoItem], devi
         keep_freed_memory()  # as the CLI does; for good, so the variants without it run first
     model, _ = prepare_model(cfg, checkpoint, device, precision=precision)
     pipeline, normalize = split_normalize(build_pipeline(cfg.data.test.pipeline))
-    workers = settings.workers_per_gpu if workers is None else workers
+    workers = decode_workers(workers, settings.workers_per_gpu, device)
     samples = decoded_samples(pipeline, items, workers=workers, timeout=300, decoder="decord",
                               decode_order=decode_order)
     return measure(name, FeatureExtractor(model, device, precision, normalize), samples, settings.videos_per_gpu)

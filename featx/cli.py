@@ -26,8 +26,8 @@ from featx.data.pipeline import split_normalize
 from featx.distributed import (LAUNCHER_ENV, DistInfo, broadcast_from_main, gather_to_main, init_distributed,
                                object_group, shard)
 from featx.errors import UserError
-from featx.extract import (PRECISIONS, FeatureExtractor, VideoResult, batched, decoded_samples, extract,
-                           prepare_model, resolve_precision, select_device, with_progress)
+from featx.extract import (PRECISIONS, FeatureExtractor, VideoResult, batched, decode_workers, decoded_samples,
+                           extract, prepare_model, resolve_precision, select_device, with_progress)
 from featx.hostmem import keep_freed_memory
 from featx.output import OutputFormat, meta_path, open_output, sidecar, write_error_report, write_json
 from featx.registry import DECODERS, FORMATS
@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=sorted(PRECISIONS), default=None,
                    help="compute precision (default fp32, or fp16 on a GPU when the config sets fp16)")
     p.add_argument("--workers", type=int, default=None,
-                   help="decoding processes (default: data.workers_per_gpu); 0 decodes in this process, without a time limit")
+                   help="decoding processes (default: data.workers_per_gpu on a CPU; on a GPU, one per core of this "
+                        "process's share, at least that); 0 decodes in this process, without a time limit")
     p.add_argument("--video-timeout", type=float, default=300.0,
                    help="seconds one video (or one chunk of a dense-sampled one) may take to decode before its worker "
                      "is killed and the video skipped (default 300)")
@@ -143,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         keep_freed_memory()
     model, ckpt = prepare_model(cfg, args.checkpoint, device, fuse=args.fuse_conv_bn, precision=precision)
     settings = LoaderSettings.from_config(cfg)
-    workers = settings.workers_per_gpu if args.workers is None else args.workers
+    workers = decode_workers(args.workers, settings.workers_per_gpu, device)
     if workers < 0:
         raise UserError(f"--workers {workers}: must be 0 or more")
 
@@ -162,8 +163,9 @@ def run(args: argparse.Namespace) -> int:
         group = object_group()
         todo = broadcast_from_main(todo, group)
     mine = shard([items[i] for i in todo], info)
-    log.info("%d videos (%d done before, resumed), %d to compute; model %s from %s on %s (%s), %d process(es)",
-             len(items), len(items) - len(todo), len(todo), cfg.model.type, ckpt, device, precision, info.world_size)
+    log.info("%d videos (%d done before, resumed), %d to compute; model %s from %s on %s (%s), %d process(es), "
+             "%d decoding worker(s) each", len(items), len(items) - len(todo), len(todo), cfg.model.type, ckpt, device,
+             precision, info.world_size, workers)
 
     start = time.monotonic()
     samples = decoded_samples(pipeline, mine, workers=workers, timeout=args.video_timeout, decoder=args.decoder,

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import time
 import logging
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ContextManager, Iterable, Iterator
+from typing import Any, ContextManager, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -98,6 +99,26 @@ def prepare_model(cfg: Config, checkpoint: str, device: torch.device, *, fuse: b
 
 def _is_3d(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv3d) for m in model.modules())
+
+
+def decode_workers(requested: int | None, workers_per_gpu: int, device: torch.device,
+                   environ: Mapping[str, str] = os.environ) -> int:
+    """How many decoding processes: ``--workers`` when given; else the config's ``workers_per_gpu`` on a
+    CPU, where the forward needs the cores; on a GPU at least that, and up to one per core of this
+    process's share of the machine less one for itself, so the GPU does not wait for decoding. The
+    share is Slurm's cpus-per-task, else the cores this process may run on divided among the node's
+    ranks (torchrun's LOCAL_WORLD_SIZE, Open MPI's local size)."""
+    if requested is not None:
+        return requested
+    if device.type == "cpu":
+        return workers_per_gpu
+    if environ.get("SLURM_CPUS_PER_TASK"):
+        cores = int(environ["SLURM_CPUS_PER_TASK"])
+    else:
+        ranks_here = int(environ.get("LOCAL_WORLD_SIZE") or environ.get("OMPI_COMM_WORLD_LOCAL_SIZE") or 1)
+        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        cores = usable // max(1, ranks_here)
+    return max(workers_per_gpu, cores - 1)
 
 
 def decoded_samples(pipeline: Pipeline, items: list[VideoItem], *, workers: int, timeout: float,

@@ -17,7 +17,7 @@ from featx.config import load_config
 from featx.data import build_pipeline
 from featx.data.pipeline import split_normalize
 from featx.data.transforms import Normalize
-from featx.extract import prepare_model
+from featx.extract import decode_workers, prepare_model
 from featx.models import build_model, fuse_conv_bn, use_onednn_fusion
 from featx.models.conv_module import ConvModule
 
@@ -116,3 +116,14 @@ def test_kept_memory_serves_a_forward_without_page_faults():
               for mode in ("default", "keep")}
     assert faults["default"] >= 50  # fewer with transparent huge pages always on
     assert faults["keep"] < faults["default"] / 20
+
+
+def test_decode_workers_fill_a_gpu_process_share_of_the_cores(monkeypatch):
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 1)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert decode_workers(5, 2, gpu, {}) == 5 and decode_workers(0, 2, gpu, {}) == 0  # --workers wins
+    assert decode_workers(None, 2, cpu, {"LOCAL_WORLD_SIZE": "1"}) == 2  # a CPU: the forward needs the cores
+    assert decode_workers(None, 2, gpu, {}) == 15  # one GPU, 16 cores: one left for the main process
+    assert decode_workers(None, 2, gpu, {"LOCAL_WORLD_SIZE": "4"}) == 3
+    assert decode_workers(None, 2, gpu, {"OMPI_COMM_WORLD_LOCAL_SIZE": "8"}) == 2  # never below the config's
+    assert decode_workers(None, 2, gpu, {"SLURM_CPUS_PER_TASK": "8", "LOCAL_WORLD_SIZE": "8"}) == 7
