@@ -226,18 +226,20 @@ class Flip:
 class Normalize:
     """To float32, then ``(x - mean) * (1 / std)`` per channel, exactly as mmcv's ``imnormalize_``.
 
-    mmcv does this with OpenCV: the subtraction in float32, the multiplication by the float64
-    reciprocal rounded once to float32; the same OpenCV calls run here on all frames at once.
-    ``to_bgr=True`` reverses the channels first. ``adjust_magnitude`` only concerns optical flow.
+    mmcv calls OpenCV, which (5.x, as the reference ran) subtracts the mean and multiplies by the
+    reciprocal of the std both in float32: the same float32 arithmetic runs here in numpy, so the
+    result does not depend on the OpenCV version installed. ``to_bgr=True`` reverses the channels
+    first. ``adjust_magnitude`` only concerns optical flow.
     """
 
     def __init__(
         self, mean: Sequence[float], std: Sequence[float], to_bgr: bool = False, adjust_magnitude: bool = False
     ) -> None:
-        self.mean = np.asarray(mean, dtype=np.float64).reshape(1, -1)
-        self.std = np.asarray(std, dtype=np.float64).reshape(1, -1)
-        if self.mean.size != 3 or self.std.size != 3 or not np.all(self.std > 0):
+        mean64, std64 = np.asarray(mean, dtype=np.float64).ravel(), np.asarray(std, dtype=np.float64).ravel()
+        if mean64.size != 3 or std64.size != 3 or not np.all(std64 > 0):
             raise UserError(f"Normalize: mean and std need 3 values each (std > 0), got {mean!r} and {std!r}")
+        self.mean = mean64.astype(np.float32)
+        self.inv_std = (1.0 / std64).astype(np.float32)
         self.to_bgr = to_bgr
 
     def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
@@ -245,9 +247,8 @@ class Normalize:
         if self.to_bgr:
             imgs = imgs[..., ::-1]
         out = np.array(imgs, dtype=np.float32, order="C")
-        rows = out.reshape(-1, out.shape[2], out.shape[3])  # (N*H, W, C): one OpenCV image, a view of out
-        cv2.subtract(rows, self.mean, dst=rows)
-        cv2.multiply(rows, 1.0 / self.std, dst=rows)
+        out -= self.mean
+        out *= self.inv_std
         results["imgs"] = out
         return results
 
@@ -258,9 +259,9 @@ class Normalize:
         shape[channel_dim] = 3
         if self.to_bgr:
             imgs = imgs.flip(channel_dim)
-        mean = torch.tensor(self.mean.ravel(), dtype=torch.float32, device=imgs.device).view(shape)
-        inv_std = torch.tensor(1.0 / self.std.ravel(), dtype=torch.float64, device=imgs.device).view(shape)
-        return ((imgs.float() - mean).double() * inv_std).float()
+        mean = torch.from_numpy(self.mean).to(imgs.device).view(shape)
+        inv_std = torch.from_numpy(self.inv_std).to(imgs.device).view(shape)
+        return (imgs.float() - mean) * inv_std
 
 
 @TRANSFORMS.register()
