@@ -21,7 +21,7 @@ from featx.data import Pipeline, VideoDataset, VideoItem
 from featx.data.pool import DecodePool
 from featx.data.transforms import Normalize
 from featx.errors import UserError
-from featx.models import build_model, fuse_conv_bn, use_onednn_fusion
+from featx.models import build_model, fuse_conv_bn, to_channels_last, use_onednn_fusion
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +93,8 @@ def prepare_model(cfg: Config, checkpoint: str, device: torch.device, *, fuse: b
             use_onednn_fusion(model)
     model = model.to(device).eval()
     if channels_last:
-        model = model.to(memory_format=torch.channels_last_3d if _is_3d(model) else torch.channels_last)
+        model = to_channels_last(model)
     return model, path
-
-
-def _is_3d(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.Conv3d) for m in model.modules())
 
 
 def decode_workers(requested: int | None, workers_per_gpu: int, device: torch.device,

@@ -19,7 +19,7 @@ from featx.data.pipeline import split_normalize
 from featx.data.transforms import Normalize
 from featx.extract import decode_workers, prepare_model
 from featx.models import build_model, fuse_conv_bn, use_onednn_fusion
-from featx.models.conv_module import ConvModule
+from featx.models.layers import ConvModule
 
 MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
 

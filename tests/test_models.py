@@ -14,7 +14,8 @@ from torch import nn
 
 from featx.errors import UserError
 from featx.models import build_model, fuse_conv_bn
-from featx.models.resnet import ResNet, torchvision_resnet_to_mmaction
+from featx.registry import MODELS as MODEL_REGISTRY
+from featx.models.backbones.resnet import ResNet, torchvision_resnet_to_mmaction
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 
@@ -196,3 +197,15 @@ def test_basic_block_3d_and_caffe_style_shapes() -> None:
 def test_bad_configs_raise_user_error(cfg: dict[str, Any], message: str) -> None:
     with pytest.raises(UserError, match=message):
         build_model(cfg)
+
+
+def test_only_argument_binding_errors_are_the_users() -> None:
+    with pytest.raises(UserError, match="unexpected keyword argument 'unknown_arg'"):
+        MODEL_REGISTRY.build({"type": "ResNet", "depth": 50, "unknown_arg": 1})
+    with pytest.raises(UserError, match="missing a required argument: 'depth'"):
+        MODEL_REGISTRY.build({"type": "ResNet3dSlowOnly"})
+    with pytest.raises(TypeError):  # a bug inside a constructor is not reported as bad input
+        try:
+            MODEL_REGISTRY.build({"type": "ResNet3d", "depth": 50, "conv1_kernel": "abc"})
+        except UserError as exc:
+            pytest.fail(f"reported as the user's error: {exc}")

@@ -1,4 +1,8 @@
-"""Recognizers and backbones, built from a config's ``model`` dict through ``featx.registry.MODELS``."""
+"""Recognizers, backbones and necks, built from a config's ``model`` dict through ``featx.registry.MODELS``.
+
+One file per family under ``backbones/`` (and ``necks/``); each registers its classes by name, and
+the registry imports every module of this package before a lookup.
+"""
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -6,12 +10,12 @@ from typing import Any, Mapping
 from torch import nn
 
 from featx.errors import UserError
-from featx.models import resnet, resnet3d  # noqa: F401  (registers the backbones)
-from featx.models.fuse import fuse_conv_bn, use_onednn_fusion
+from featx.models.fuse import fuse_conv_bn, to_channels_last, use_onednn_fusion
 from featx.models.recognizers import Recognizer, Recognizer2D, Recognizer3D
 from featx.registry import MODELS
 
-__all__ = ["Recognizer", "Recognizer2D", "Recognizer3D", "build_model", "fuse_conv_bn", "use_onednn_fusion"]
+__all__ = ["Recognizer", "Recognizer2D", "Recognizer3D", "build_model", "fuse_conv_bn", "to_channels_last",
+           "use_onednn_fusion"]
 
 
 def build_model(model_cfg: Mapping[str, Any]) -> nn.Module:

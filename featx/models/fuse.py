@@ -1,42 +1,68 @@
-"""Inference rewrites: BatchNorm folded into the convolutions (``--fuse-conv-bn``), oneDNN fused kernels on CPUs."""
+"""Inference rewrites: BatchNorm folded into the convolutions (``--fuse-conv-bn``), channels-last
+weights, oneDNN fused kernels on CPUs. Each applies where it can and leaves the rest as it is."""
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.conv import _ConvNd
 
-from featx.models.conv_module import ConvModule
+from featx.models.layers import ConvModule
+
+
+def underlying_conv(module: nn.Module) -> _ConvNd | None:
+    """The convolution ``module`` is, or wraps in ``.net`` (a temporal shift before a conv)."""
+    while not isinstance(module, _ConvNd):
+        module = getattr(module, "net", None)
+        if not isinstance(module, nn.Module):
+            return None
+    return None if module.transposed else module
 
 
 @torch.no_grad()
 def fuse_conv_bn(model: nn.Module) -> nn.Module:
-    """Fold every :class:`ConvModule`'s BatchNorm (its running statistics) into its conv, in place.
+    """Fold every BatchNorm that directly follows a convolution into it, in place.
 
-    The conv gets a bias, ``bn`` becomes ``nn.Identity``; outputs in eval mode are unchanged up to
-    float rounding. The folding is computed in float64. Returns ``model``.
+    The pairs are those modules declare in ``conv_norm_pairs`` (``ConvModule``'s ``conv`` and ``bn``,
+    and any other (conv, norm) attribute pair a layer lists). The conv gets a bias, the norm becomes
+    ``nn.Identity``; outputs in eval mode are unchanged up to float rounding (folded in float64).
+    Returns ``model``.
     """
     for module in model.modules():
-        if not (isinstance(module, ConvModule) and isinstance(module.bn, nn.modules.batchnorm._BatchNorm)):
-            continue
-        conv, bn = module.conv, module.bn
-        weight = conv.weight.double()
-        scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
-        conv_bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
-        conv.weight.copy_(weight * scale.reshape((-1,) + (1,) * (weight.dim() - 1)))
-        bias = (conv_bias - bn.running_mean.double()) * scale + bn.bias.double()
-        conv.bias = nn.Parameter(bias.to(conv.weight.dtype))
-        module.bn = nn.Identity()
+        for conv_name, norm_name in getattr(module, "conv_norm_pairs", ()):
+            conv, bn = underlying_conv(getattr(module, conv_name)), getattr(module, norm_name)
+            if conv is None or not isinstance(bn, _BatchNorm) or not bn.track_running_stats:
+                continue
+            weight = conv.weight.double()
+            scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+            conv_bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
+            conv.weight.copy_(weight * scale.reshape((-1,) + (1,) * (weight.dim() - 1)))
+            bias = (conv_bias - bn.running_mean.double()) * scale + bn.bias.double()
+            conv.bias = nn.Parameter(bias.to(conv.weight.dtype))
+            setattr(module, norm_name, nn.Identity())
     return model
 
 
 def use_onednn_fusion(model: nn.Module) -> bool:
-    """Run every folded :class:`ConvModule` as one oneDNN convolution with its ReLU (and, at the end
-    of a residual block, the shortcut's sum) fused in: float32 on a CPU only, the same arithmetic in
-    fewer passes over memory. Returns whether it is on (it needs folded BatchNorm and oneDNN)."""
+    """Run each plain 2D/3D :class:`ConvModule` whose norm is folded (or absent) and whose activation is
+    ReLU or none as one oneDNN convolution with its ReLU (and, at the end of a residual block, the
+    shortcut's sum) fused in: float32 on a CPU only, the same arithmetic in fewer passes over memory.
+    Returns whether any module uses it."""
     if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")):
         return False
-    convs = [m for m in model.modules() if isinstance(m, ConvModule)]
-    if not convs or any(not isinstance(m.bn, nn.Identity) or m.conv.padding_mode != "zeros" for m in convs):
-        return False
-    for module in convs:
-        module.onednn = True
-    return True
+    enabled = False
+    for module in model.modules():
+        if (isinstance(module, ConvModule) and type(module.conv) in (nn.Conv2d, nn.Conv3d)
+                and module.conv.padding_mode == "zeros" and isinstance(module.norm, (nn.Identity, type(None)))
+                and isinstance(module.activate, (nn.ReLU, type(None)))):
+            module.onednn = enabled = True
+    return enabled
+
+
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Store every 2D conv's weight channels-last and every 3D conv's channels-last-3d, in place."""
+    formats = {4: torch.channels_last, 5: torch.channels_last_3d}
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Conv3d)):
+            module.weight.data = module.weight.data.contiguous(memory_format=formats[module.weight.dim()])
+    return model

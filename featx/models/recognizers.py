@@ -1,6 +1,6 @@
-"""MMAction2 0.x ``Recognizer2D``/``Recognizer3D`` in feature-extraction mode: backbone + pooling.
+"""MMAction2 0.x ``Recognizer2D``/``Recognizer3D`` in feature-extraction mode: backbone (+ neck) + pooling.
 
-No head or neck is built: a checkpoint's ``cls_head.*`` keys are unexpected for these models.
+No head is built: a checkpoint's ``cls_head.*`` keys are unexpected for these models.
 """
 from __future__ import annotations
 
@@ -18,10 +18,14 @@ class Recognizer(nn.Module):
     """A backbone whose output is average-pooled per view, then averaged over the views.
 
     As MMAction2's ``_do_test`` with ``feature_extraction=True``: views are flattened into the
-    batch, the backbone output pooled to one value per channel (several ``out_indices`` outputs
-    are pooled each and concatenated, as Recognizer3D does), reshaped to (B, V, D) and averaged
-    over V. ``test_cfg.max_testing_views`` runs the backbone on that many views at a time (same
-    result, less memory); featx allows it with any batch size.
+    batch, the backbone output (after the neck, if any) pooled to one value per channel (several
+    ``out_indices`` outputs are pooled each and concatenated, as Recognizer3D does; an output that
+    is already one row per view, as C3D's and TimeSformer's, is kept as it is), reshaped to
+    (B, V, D) and averaged over V. ``test_cfg.max_testing_views`` runs the backbone on that many
+    views at a time (same result, less memory); featx allows it with any batch size.
+
+    A backbone that mixes neighbouring views (TSM's temporal shift) declares ``view_group``: the
+    views of a video must then come in whole groups of that many, and chunks never split one.
     """
 
     view_ndim: ClassVar[int]  # dimensions of one view: (C, H, W) or (C, T, H, W)
@@ -38,16 +42,19 @@ class Recognizer(nn.Module):
     ) -> None:
         super().__init__()
         del cls_head, train_cfg, ignored  # the head and training settings play no part in features
-        if neck is not None:
-            raise UserError(
-                f"{type(self).__name__}: a neck is not supported (featx pools the backbone output); "
-                "set model.neck=None"
-            )
         self.backbone = MODELS.build(backbone)
+        self.neck = None if neck is None else self.build_neck(neck)
         views = (test_cfg or {}).get("max_testing_views")
         if views is not None and (isinstance(views, bool) or not isinstance(views, int) or views < 1):
             raise UserError(f"test_cfg.max_testing_views={views!r} must be a positive int or None")
-        self.max_testing_views: int | None = views
+        self.view_group: int = getattr(self.backbone, "view_group", 1)
+        self.max_testing_views: int | None = None if views is None else max(1, views // self.view_group) * self.view_group
+
+    def build_neck(self, neck: Mapping[str, Any]) -> nn.Module:
+        """The neck between backbone and pooling (featx registers the ones that run at test time)."""
+        if neck.get("type") not in MODELS:
+            raise UserError(f"{type(self).__name__}: the {neck.get('type')} neck is not supported")
+        return MODELS.build(neck)
 
     def forward_views(self, imgs: Tensor) -> Tensor:
         """(B, V, *view) -> (B, V, D): one pooled backbone feature per view."""
@@ -57,6 +64,9 @@ class Recognizer(nn.Module):
                 f"got shape {tuple(imgs.shape)}"
             )
         batches, views = imgs.shape[:2]
+        if views % self.view_group:
+            raise ValueError(f"{views} views per video are not whole groups of {self.view_group} "
+                             f"({type(self.backbone).__name__} mixes each group's views)")
         flat = imgs.reshape((batches * views,) + imgs.shape[2:])
         chunks = flat.split(self.max_testing_views or flat.shape[0])
         return torch.cat([self._pooled(chunk) for chunk in chunks]).reshape(batches, views, -1)
@@ -67,8 +77,10 @@ class Recognizer(nn.Module):
 
     def _pooled(self, x: Tensor) -> Tensor:
         out = self.backbone(x)
+        if self.neck is not None:
+            out = self.neck(out)
         outs = out if isinstance(out, tuple) else (out,)
-        return torch.cat([self.pool(o, 1).flatten(1) for o in outs], dim=1)
+        return torch.cat([o if o.dim() == 2 else self.pool(o, 1).flatten(1) for o in outs], dim=1)
 
 
 @MODELS.register()

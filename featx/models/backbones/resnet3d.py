@@ -151,7 +151,8 @@ class ResNet3dSlowOnly(ResNet3d):
 
     def __init__(
         self,
-        *args: Any,
+        depth: int,
+        *,
         lateral: bool = False,
         conv1_kernel: int | Sequence[int] = (1, 7, 7),
         conv1_stride_t: int = 1,
@@ -168,6 +169,6 @@ class ResNet3dSlowOnly(ResNet3d):
             raise UserError("ResNet3dSlowOnly: lateral=True (SlowFast lateral connections) is not supported")
         del lateral_norm, speed_ratio, channel_ratio, fusion_kernel  # used only by lateral connections
         super().__init__(
-            *args, conv1_kernel=conv1_kernel, conv1_stride_t=conv1_stride_t, pool1_stride_t=pool1_stride_t,
+            depth, conv1_kernel=conv1_kernel, conv1_stride_t=conv1_stride_t, pool1_stride_t=pool1_stride_t,
             inflate=inflate, with_pool2=with_pool2, **kwargs,
         )

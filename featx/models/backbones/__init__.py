@@ -1,0 +1,1 @@
+"""One module per backbone family; each registers its classes in ``featx.registry.MODELS``."""
