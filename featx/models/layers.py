@@ -170,20 +170,12 @@ class ConvBuilder:
     norm_cfg: Mapping[str, Any] | None = field(default_factory=lambda: {"type": "BN"})
     act_cfg: Mapping[str, Any] | None = field(default_factory=lambda: {"type": "ReLU"})
 
-    def conv(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: IntOrTuple,
-        stride: IntOrTuple = 1,
-        padding: IntOrTuple = 0,
-        dilation: IntOrTuple = 1,
-        groups: int = 1,
-        relu: bool = True,
-    ) -> ConvModule:
-        """A :class:`ConvModule` with this builder's layers; ``relu=False`` leaves the activation out."""
-        return ConvModule(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
-                          conv_cfg=self.conv_cfg, norm_cfg=self.norm_cfg, act_cfg=self.act_cfg if relu else None)
+    def conv(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple, *args: Any, relu: bool = True,
+             **kwargs: Any) -> ConvModule:
+        """A :class:`ConvModule` (same arguments) with this builder's layers; ``relu=False`` leaves the
+        activation out."""
+        return ConvModule(in_channels, out_channels, kernel_size, *args, conv_cfg=self.conv_cfg,
+                          norm_cfg=self.norm_cfg, act_cfg=self.act_cfg if relu else None, **kwargs)
 
     def shape(self, t: int, s: int) -> tuple[int, ...]:
         """A kernel/stride/padding tuple: ``(t, s, s)`` in 3D, ``(s, s)`` in 2D (``t`` unused)."""
