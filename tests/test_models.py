@@ -180,7 +180,7 @@ def test_basic_block_3d_and_caffe_style_shapes() -> None:
     [
         (dict(TSN_MODEL, backbone=dict(type="ResNeXt", depth=50)), "unknown model type 'ResNeXt'"),
         (with_changes(SLOWONLY_MODEL, lateral=True), "lateral=True"),
-        (with_changes(SLOWONLY_MODEL, non_local=((0, 1, 0), 0, 0, 0)), "non_local"),
+        (with_changes(SLOWONLY_MODEL, non_local=((0, 1), 0, 0, 0)), r"non_local\[0\]"),
         (with_changes(TSN_MODEL, pretrained="torchvision://resnet50"), "only from the CHECKPOINT"),
         (with_changes(SLOWONLY_MODEL, pretrained="ckpt.pth"), "only from the CHECKPOINT"),
         (dict(TSN_MODEL, neck=dict(type="TPN")), "neck is not supported"),

@@ -1,6 +1,7 @@
 """MMAction2 0.x's ``ResNet3d`` and ``ResNet3dSlowOnly`` (inflated 3D ResNets, no SlowFast laterals)."""
 from __future__ import annotations
 
+import functools
 from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
@@ -9,6 +10,7 @@ from torch import nn
 from featx.errors import UserError
 from featx.models.backbones.resnet import RELU
 from featx.models.layers import ConvBuilder, check_layer_cfgs
+from featx.models.non_local import NonLocal3d
 from featx.models.residual import (
     BASIC,
     BlockKind,
@@ -91,7 +93,7 @@ class ResNet3d(ResNetBase):
         zero_init_residual: bool = True,
     ) -> None:
         # Weight-init and training-only switches: no effect once a checkpoint is loaded in eval mode.
-        del pretrained2d, frozen_stages, norm_eval, with_cp, non_local_cfg, zero_init_residual
+        del pretrained2d, frozen_stages, norm_eval, with_cp, zero_init_residual
         check_pretrained("ResNet3d", pretrained)
         kind, default_blocks = check_arch("ResNet3d", depth, style)
         if inflate_style not in INFLATE_STYLES:
@@ -111,15 +113,18 @@ class ResNet3d(ResNetBase):
         stages = []
         inplanes = base_channels
         for i, num_blocks in enumerate(blocks):
-            if any(flag != 0 for flag in _expand(stage_non_local[i], num_blocks, f"non_local[{i}]")):
-                raise UserError("ResNet3d: non_local blocks are not supported (non_local must be all 0)")
+            non_local_blocks = [
+                functools.partial(NonLocal3d, **(non_local_cfg or {})) if flag else None
+                for flag in _expand(stage_non_local[i], num_blocks, f"non_local[{i}]")
+            ]
             planes = base_channels * 2**i
             temporal = [
                 _temporal_kernels(kind, flag == 1, inflate_style)
                 for flag in _expand(stage_inflate[i], num_blocks, f"inflate[{i}]")
             ]
             stride = (temporal_strides[i], spatial_strides[i], spatial_strides[i])
-            stages.append(make_res_layer(b, kind, inplanes, planes, stride, dilations[i], style, temporal))
+            stages.append(make_res_layer(b, kind, inplanes, planes, stride, dilations[i], style, temporal,
+                                         non_local_blocks))
             inplanes = planes * kind.expansion
 
         kernel = _triple(conv1_kernel)
