@@ -6,11 +6,13 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+import pytest
 from mmengine.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 INDEX = CONFIGS / "model_index.json"
+GOLDEN = ROOT / "tests" / "data" / "golden"
 
 KEYS = {"name", "family", "config", "checkpoint", "sha256_prefix", "dataset", "top1", "backbone",
         "feature_dim", "views", "input", "unsupported", "source"}
@@ -30,7 +32,7 @@ def config(rel: str) -> Config:
 
 
 def test_entries_are_well_formed():
-    assert entries()
+    assert len(entries()) > 100
     for e in entries():
         assert set(e) == KEYS, e["name"]
         assert re.fullmatch(r"[a-z0-9_]+", e["name"]), e["name"]
@@ -66,6 +68,14 @@ def test_checkpoint_urls_carry_their_hash():
 def test_every_config_exists():
     for e in entries():
         assert (CONFIGS / e["config"]).is_file(), e["config"]
+
+
+def test_golden_configs_are_shipped():
+    options = sorted(GOLDEN.glob("*.options.json"))
+    assert len(options) == 18
+    for path in options:
+        rel = json.loads(path.read_text())["config"]
+        assert (CONFIGS / "recognition" / rel).is_file(), rel
 
 
 def expected_views(pipeline: list) -> dict:
@@ -108,3 +118,12 @@ def test_entries_agree_with_their_config():
             assert e["feature_dim"] == head["in_channels"], e["name"]
         if backbone.type == "ResNetTIN":
             assert e["unsupported"], e["name"]
+
+
+@pytest.mark.parametrize("needle, dim", [("tsm_mobilenetv2", 1280), ("x3d_s", 432), ("c3d_", 4096),
+                                         ("timesformer_divst", 768), ("slowfast_r50_8x8x1", 2304),
+                                         ("r2plus1d_r34_8x8x1", 512), ("tsn_r18_", 512)])
+def test_feature_sizes(needle, dim):
+    hits = [e for e in entries() if e["name"].startswith(needle)]
+    assert hits
+    assert {e["feature_dim"] for e in hits} == {dim}
