@@ -1,7 +1,8 @@
 _base_ = [
-    '../../_base_/models/slowonly_r50.py', '../../_base_/schedules/sgd_256e.py',
-    '../../_base_/default_runtime.py'
+    '../../_base_/models/slowonly_r50.py', '../../_base_/default_runtime.py'
 ]
+
+model = dict(backbone=dict(pretrained=None))
 
 # dataset settings
 dataset_type = 'VideoDataset'
@@ -58,7 +59,7 @@ test_pipeline = [
     dict(type='ToTensor', keys=['imgs'])
 ]
 data = dict(
-    videos_per_gpu=8,
+    videos_per_gpu=24,
     workers_per_gpu=2,
     test_dataloader=dict(videos_per_gpu=1),
     train=dict(
@@ -79,5 +80,13 @@ data = dict(
 evaluation = dict(
     interval=5, metrics=['top_k_accuracy', 'mean_class_accuracy'])
 
+optimizer = dict(
+    type='SGD', lr=0.3, momentum=0.9, weight_decay=0.0001)
+optimizer_config = dict(grad_clip=dict(max_norm=40, norm_type=2))
+lr_config = dict(policy='CosineAnnealing', min_lr=0)
+total_epochs = 256
+
 # runtime settings
+checkpoint_config = dict(interval=4)
 work_dir = './work_dirs/slowonly_r50_video_4x16x1_256e_kinetics400_rgb'
+find_unused_parameters = False

@@ -32,6 +32,7 @@ test_pipeline = [
 data = dict(
     videos_per_gpu=1,
     workers_per_gpu=2,
+    test_dataloader=dict(videos_per_gpu=1),
     test=dict(
         type=dataset_type,
         ann_file=None,

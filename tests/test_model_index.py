@@ -1,0 +1,129 @@
+"""configs/model_index.json: well-formed, and consistent with the config files it names."""
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+from mmengine.config import Config
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+INDEX = CONFIGS / "model_index.json"
+GOLDEN = ROOT / "tests" / "data" / "golden"
+
+KEYS = {"name", "family", "config", "checkpoint", "sha256_prefix", "dataset", "top1", "backbone",
+        "feature_dim", "views", "input", "unsupported", "source"}
+FAMILIES = ["tsn", "tsm", "tin", "tanet", "trn", "tpn", "slowonly", "omnisource", "slowfast", "i3d",
+            "r2plus1d", "csn", "x3d", "c3d", "timesformer"]
+CROPS = {"CenterCrop": 1, "ThreeCrop": 3, "TenCrop": 10}
+
+
+@lru_cache(maxsize=None)
+def entries() -> tuple[dict, ...]:
+    return tuple(json.loads(INDEX.read_text()))
+
+
+@lru_cache(maxsize=None)
+def config(rel: str) -> Config:
+    return Config.fromfile(str(CONFIGS / rel))
+
+
+def test_entries_are_well_formed():
+    assert len(entries()) > 100
+    for e in entries():
+        assert set(e) == KEYS, e["name"]
+        assert re.fullmatch(r"[a-z0-9_]+", e["name"]), e["name"]
+        assert e["family"] in FAMILIES
+        assert e["config"] == f"recognition/{e['family']}/" + e["config"].split("/", 2)[2]
+        assert e["top1"] is None or isinstance(e["top1"], float)
+        assert e["input"] in ("video", "rawframes", "flow")
+        assert e["source"] in ("metafile", "readme")
+        assert e["unsupported"] is None or isinstance(e["unsupported"], str) and e["unsupported"]
+        if e["input"] == "flow":
+            assert e["unsupported"] is not None
+
+
+def test_names_and_checkpoints_are_unique():
+    names = [e["name"] for e in entries()]
+    urls = [e["checkpoint"] for e in entries()]
+    assert len(set(names)) == len(names)
+    assert len(set(urls)) == len(urls)
+
+
+def test_in_family_order():
+    order = [FAMILIES.index(e["family"]) for e in entries()]
+    assert order == sorted(order)
+
+
+def test_checkpoint_urls_carry_their_hash():
+    for e in entries():
+        assert re.fullmatch(r"[0-9a-f]{8,}", e["sha256_prefix"]), e["name"]
+        assert e["checkpoint"].startswith("https://download.openmmlab.com/mmaction/"), e["name"]
+        assert e["checkpoint"].rsplit("/", 1)[1].endswith(f"-{e['sha256_prefix']}.pth"), e["name"]
+
+
+def test_every_config_exists():
+    for e in entries():
+        assert (CONFIGS / e["config"]).is_file(), e["config"]
+
+
+def test_golden_configs_are_shipped():
+    options = sorted(GOLDEN.glob("*.options.json"))
+    assert len(options) == 18
+    for path in options:
+        rel = json.loads(path.read_text())["config"]
+        assert (CONFIGS / "recognition" / rel).is_file(), rel
+
+
+def expected_views(pipeline: list) -> dict:
+    clips = frames = None
+    crops = 1
+    for step in pipeline:
+        kind = step["type"]
+        if kind in ("SampleFrames", "DenseSampleFrames"):
+            assert clips is None, "two samplers"
+            clips = step.get("num_clips", 1)
+            if step.get("twice_sample", False):
+                clips *= 2
+            if kind == "DenseSampleFrames":
+                clips *= step.get("num_sample_positions", 10)
+            frames = step["clip_len"]
+        elif kind in CROPS:
+            crops *= CROPS[kind]
+        elif kind == "Flip":
+            assert step.get("flip_ratio", 0.5) in (0, 1), "a random flip at test time"
+    assert clips is not None, "no sampler"
+    return {"clips": clips, "crops": crops, "frames_per_clip": frames}
+
+
+def test_entries_agree_with_their_config():
+    for e in entries():
+        cfg = config(e["config"])
+        test = cfg.data.test
+        assert e["views"] == expected_views(test.pipeline), e["name"]
+        if test.type == "VideoDataset":
+            assert e["input"] == "video", e["name"]
+        else:
+            assert test.type == "RawframeDataset", e["name"]
+            flow = test.get("modality", "RGB") == "Flow"
+            assert e["input"] == ("flow" if flow else "rawframes"), e["name"]
+        backbone = cfg.model.backbone
+        assert e["backbone"].split("-")[0] == backbone.type, e["name"]
+        # the head reads what the backbone gives: its width is the feature size (TSM/TPN included)
+        head = cfg.model.get("cls_head") or {}
+        if "in_channels" in head:
+            assert e["feature_dim"] == head["in_channels"], e["name"]
+        if backbone.type == "ResNetTIN":
+            assert e["unsupported"], e["name"]
+
+
+@pytest.mark.parametrize("needle, dim", [("tsm_mobilenetv2", 1280), ("x3d_s", 432), ("c3d_", 4096),
+                                         ("timesformer_divst", 768), ("slowfast_r50_8x8x1", 2304),
+                                         ("r2plus1d_r34_8x8x1", 512), ("tsn_r18_", 512)])
+def test_feature_sizes(needle, dim):
+    hits = [e for e in entries() if e["name"].startswith(needle)]
+    assert hits
+    assert {e["feature_dim"] for e in hits} == {dim}
