@@ -37,11 +37,35 @@ def load_config(path: str | Path, cfg_options: Mapping[str, Any] | None = None) 
     pipeline = cfg.get("data", {}).get("test", {}).get("pipeline")
     if not isinstance(pipeline, list) or not pipeline:
         raise UserError(f"config {path} has no 'data.test.pipeline' list")
+    apply_raw_frame_rule(cfg)
     if cfg.model.get("test_cfg") is None:
         cfg.model.test_cfg = {}
     cfg.model.test_cfg.feature_extraction = True
     _clear_pretrained(cfg.model)
     return cfg
+
+
+def reads_raw_frames(cfg: Config) -> bool:
+    """Whether the config was written for extracted frames (a ``RawframeDataset``)."""
+    test = cfg.data.test
+    return test.get("type") == "RawframeDataset" or any(s.get("type") == "RawFrameDecode" for s in test.pipeline)
+
+
+def apply_raw_frame_rule(cfg: Config) -> None:
+    """featx's one rule for a raw-frame config: read the same model input from the video instead.
+
+    ``DecordInit`` is inserted as the first step, each ``RawFrameDecode`` becomes ``DecordDecode``,
+    every other step stays as written; frames are indexed from 0, as for any video. An optical
+    flow config (``modality='Flow'``) has no video equivalent and is refused.
+    """
+    if not reads_raw_frames(cfg):
+        return
+    modality = cfg.data.test.get("modality", "RGB")
+    if modality != "RGB":
+        raise UserError(f"the config reads {modality} frames (data.test.modality={modality!r}): featx extracts "
+                        "from RGB video only; optical flow is not supported")
+    steps = [dict(type="DecordDecode") if s.get("type") == "RawFrameDecode" else s for s in cfg.data.test.pipeline]
+    cfg.data.test.pipeline = [dict(type="DecordInit"), *steps]
 
 
 OPTIONAL_SECTIONS = ("test_dataloader", "test_cfg", "dist_params", "fp16")  # read when present, often absent

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from torch.utils.data import DataLoader
 
-from conftest import GOLDEN, VIDEOS
+from conftest import GOLDEN, ROOT, VIDEOS
+from featx.config import load_config, reads_raw_frames
 from featx.data import VideoDataset, VideoItem, build_pipeline, read_video_list
 from featx.data.decode import DecordReader
 from featx.errors import UserError, VideoError
@@ -116,6 +117,39 @@ def test_sample_frames_matches_golden_indices(case):
         total = len(DecordReader(str(VIDEOS / name)))
         got = sampler({"total_frames": total, "start_index": 0})["frame_inds"]
         assert got.dtype == np.int64 and got.tolist() == expected, name
+
+
+GOLDEN_CASES = sorted(p.name.split(".")[0] for p in GOLDEN.glob("*.options.json"))
+
+
+@pytest.mark.parametrize("case", GOLDEN_CASES)
+def test_shipped_configs_sample_the_golden_indices(case):
+    """Every family's sampler (SampleFrames, DenseSampleFrames, ...) read from the shipped config, as the
+    golden options and featx's raw-frame rule give it."""
+    options = golden(case, "options")
+    cfg = load_config(ROOT / "configs" / "recognition" / options["config"], options["cfg_options"])
+    assert reads_raw_frames(cfg) == options["raw_frame_rule"]
+    sampler = next(TRANSFORMS.build(s) for s in cfg.data.test.pipeline if s["type"].endswith("SampleFrames"))
+    for name, expected in golden(case, "frame_inds").items():
+        total = len(DecordReader(str(VIDEOS / name)))
+        assert sampler({"total_frames": total, "start_index": 0})["frame_inds"].tolist() == expected, name
+
+
+def test_dense_and_untrimmed_sampling_hand_computed():
+    dense = dict(type="DenseSampleFrames", clip_len=1, num_clips=2, sample_range=8, num_sample_positions=3)
+    # starts linspace(0, 20 - 8, 3) = 0, 6, 12; clips 4 apart
+    assert transform(dense, total_frames=20, start_index=0)["frame_inds"].tolist() == [0, 4, 6, 10, 12, 16]
+    assert transform(dense, total_frames=5, start_index=0)["frame_inds"].tolist() == [0, 4] * 3  # one start, wrapped
+    untrimmed = transform(dict(type="UntrimmedSampleFrames", clip_len=3, frame_interval=4), total_frames=11, start_index=0)
+    assert untrimmed["frame_inds"].tolist() == [1, 2, 3, 5, 6, 7, 9, 10, 10] and untrimmed["num_clips"] == 3
+
+
+def test_raw_frame_rule_and_flow_refusal():
+    cfg = load_config(ROOT / "configs/recognition/tsm/tsm_r50_1x1x8_50e_kinetics400_rgb.py")
+    types = [s["type"] for s in cfg.data.test.pipeline]
+    assert types[:3] == ["DecordInit", "SampleFrames", "DecordDecode"] and "RawFrameDecode" not in types
+    with pytest.raises(UserError, match="optical flow is not supported"):
+        load_config(ROOT / "configs/recognition/tsn/tsn_r50_320p_1x1x3_110e_kinetics400_flow.py")
 
 
 def sample_inds(total_frames: int, start_index: int = 0, **kwargs) -> list[int]:
@@ -258,11 +292,16 @@ def test_flip():
 
 
 def test_normalize_is_mmcvs_arithmetic():
-    """(x - mean) in float32, times float32(1 / std) computed in double, as mmcv's OpenCV calls give."""
+    """(x - mean) times (1 / std), both in float32: what mmcv's OpenCV calls give with OpenCV 5 (the reference's)."""
     imgs = np.random.default_rng(2).integers(0, 256, (3, 20, 30, 3), dtype=np.uint8)[:, 2:18, 3:27]  # a crop view
     out = transform(NORMALIZE, imgs=imgs)["imgs"]
-    expected = ((imgs.astype(np.float32) - np.float32(MEAN)).astype(np.float64) * (1 / np.array(STD))).astype(np.float32)
+    expected = (imgs.astype(np.float32) - np.float32(MEAN)) * (1 / np.array(STD)).astype(np.float32)
     assert out.dtype == np.float32 and out.flags.c_contiguous and np.array_equal(out, expected)
+    if int(cv2.__version__.split(".")[0]) >= 5:  # mmcv's imnormalize_: in-place cv2.subtract, then cv2.multiply
+        frames = np.ascontiguousarray(imgs, dtype=np.float32).reshape(-1, 24, 3)
+        cv2.subtract(frames, np.array(MEAN).reshape(1, -1), frames)
+        cv2.multiply(frames, 1 / np.array(STD).reshape(1, -1), frames)
+        assert np.array_equal(out.reshape(-1, 24, 3), frames)
     bgr = transform(dict(NORMALIZE, to_bgr=True), imgs=imgs)["imgs"]
     np.testing.assert_allclose(bgr, (imgs[..., ::-1] - np.array(MEAN)) / np.array(STD), rtol=1e-6, atol=1e-6)
 

@@ -80,10 +80,11 @@ class SampleFrames:
         return (inds.reshape(-1) + start_index).astype(np.int64)
 
     def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
-        results["frame_inds"] = self.frame_indices(results["total_frames"], results.get("start_index", 0))
+        inds = self.frame_indices(results["total_frames"], results.get("start_index", 0))
+        results["frame_inds"] = inds
         results["clip_len"] = self.clip_len
         results["frame_interval"] = self.frame_interval
-        results["num_clips"] = self.num_clips
+        results["num_clips"] = len(inds) // self.clip_len  # all clips (the reference's num_clips lays them out alike)
         return results
 
 
@@ -142,3 +143,41 @@ class StrideSampleFrames(SampleFrames):
         results["num_clips"] = len(offsets)
         results["clips_per_chunk"] = self.clips_per_chunk
         return results
+
+
+@TRANSFORMS.register()
+class DenseSampleFrames(SampleFrames):
+    """MMAction2's dense sampling, test mode: ``num_clips`` clips ``sample_range // num_clips`` frames
+    apart, repeated from ``num_sample_positions`` starts spread evenly over the first
+    ``frames - sample_range + 1`` frames (``np.linspace``, truncated); offsets past the end wrap around.
+    ``twice_sample`` has no effect here, as in the reference."""
+
+    def __init__(self, clip_len: int, frame_interval: int = 1, num_clips: int = 1, sample_range: int = 64,
+                 num_sample_positions: int = 10, **kwargs: Any) -> None:
+        super().__init__(clip_len, frame_interval, num_clips, **kwargs)
+        for name, value in (("sample_range", sample_range), ("num_sample_positions", num_sample_positions)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserError(f"DenseSampleFrames: {name} must be a positive integer, got {value!r}")
+        self.sample_range = sample_range
+        self.num_sample_positions = num_sample_positions
+
+    def clip_offsets(self, total_frames: int) -> np.ndarray:
+        positions = max(1, 1 + total_frames - self.sample_range)
+        starts = np.linspace(0, positions - 1, num=self.num_sample_positions, dtype=int)
+        base = np.arange(self.num_clips) * (self.sample_range // self.num_clips)
+        return ((starts[:, None] + base[None, :]) % total_frames).reshape(-1)
+
+
+@TRANSFORMS.register()
+class UntrimmedSampleFrames(SampleFrames):
+    """MMAction2's sampling of untrimmed videos: a clip centred every ``frame_interval`` frames from
+    ``frame_interval // 2`` on, its frames consecutive and clamped to the video."""
+
+    def __init__(self, clip_len: int = 1, frame_interval: int = 16, start_index: int | None = None) -> None:
+        super().__init__(clip_len, frame_interval, start_index=start_index)
+
+    def frame_indices(self, total_frames: int, start_index: int = 0) -> np.ndarray:
+        centers = np.arange(self.frame_interval // 2, total_frames, self.frame_interval)
+        offsets = np.arange(-(self.clip_len // 2), self.clip_len - self.clip_len // 2)
+        inds = np.clip(centers[:, None] + offsets[None, :], 0, total_frames - 1)
+        return (inds.reshape(-1) + start_index).astype(np.int64)
