@@ -36,10 +36,9 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from featx.config import LoaderSettings, load_config  # noqa: E402
-from featx.data import VideoDataset, VideoItem, build_pipeline, read_video_list  # noqa: E402
+from featx.data import VideoDataset, VideoItem, build_pipeline, decoded_samples, read_video_list  # noqa: E402
 from featx.data.pipeline import split_normalize  # noqa: E402
-from featx.extract import (FeatureExtractor, batched, decode_workers, decoded_samples, prepare_model,  # noqa: E402
-                           select_device)
+from featx.extract import FeatureExtractor, batched, decode_workers, prepare_model, select_device  # noqa: E402
 from featx.hostmem import keep_freed_memory  # noqa: E402
 from featx.models import build_model  # noqa: E402
 
@@ -96,7 +95,7 @@ def measure(name: str, extractor: FeatureExtractor, samples: Iterable[dict[str, 
     for group in batched(samples, batch):
         stages["idle (waiting for data)"] += time.perf_counter() - waited_from
         for sample in group:
-            for step, seconds in sample.get("timings", {}).items():
+            for step, seconds in getattr(sample, "timings", {}).items():
                 stages["decode" if step in DECODE_STEPS else "transform"] += seconds
         for result in extractor(group):
             if result.error is not None:
@@ -111,11 +110,26 @@ def measure(name: str, extractor: FeatureExtractor, samples: Iterable[dict[str, 
             "vectors": vectors}
 
 
+class _MapStyle:
+    """Item ``i`` is video ``i`` in one piece (the baseline's configs are never chunked)."""
+
+    def __init__(self, dataset: VideoDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.dataset.load((index, 0))
+
+
 def run_baseline(cfg: Any, checkpoint: str, items: list[VideoItem], device: torch.device) -> dict[str, Any]:
     settings = LoaderSettings.from_config(cfg)
     model, _ = prepare_model(cfg, checkpoint, device, fuse=False, channels_last=False)
-    loader = DataLoader(VideoDataset(items, build_pipeline(cfg.data.test.pipeline)), batch_size=1, shuffle=False,
-                        num_workers=settings.workers_per_gpu, collate_fn=list)
+    dataset = VideoDataset(items, build_pipeline(cfg.data.test.pipeline))
+    whole_videos = _MapStyle(dataset)  # the reference's loader: a map-style dataset, one video per item
+    loader = DataLoader(whole_videos, batch_size=1, shuffle=False, num_workers=settings.workers_per_gpu,
+                        collate_fn=list)
     return measure("baseline", FeatureExtractor(model, device), (s for batch in loader for s in batch), 1)
 
 
@@ -126,10 +140,9 @@ def run_featx(name: str, cfg: Any, checkpoint: str, items: list[VideoItem], devi
     if device.type == "cpu" and keep_memory:
         keep_freed_memory()  # as the CLI does; for good, so the variants without it run first
     model, _ = prepare_model(cfg, checkpoint, device, precision=precision)
-    pipeline, normalize = split_normalize(build_pipeline(cfg.data.test.pipeline))
+    pipeline, normalize = split_normalize(build_pipeline(cfg.data.test.pipeline, decode_order=decode_order))
     workers = decode_workers(workers, settings.workers_per_gpu, device)
-    samples = decoded_samples(pipeline, items, workers=workers, timeout=300, decoder="decord",
-                              decode_order=decode_order)
+    samples = decoded_samples(VideoDataset(items, pipeline), workers, timeout=300)
     return measure(name, FeatureExtractor(model, device, precision, normalize), samples, settings.videos_per_gpu)
 
 

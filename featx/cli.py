@@ -20,14 +20,14 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from featx import __version__
 from featx.checkpoint import file_sha256
 from featx.config import LoaderSettings, load_config, use_dense_sampling
-from featx.data import VideoItem, build_pipeline, find_videos, read_video_list
+from featx.data import VideoDataset, VideoItem, build_pipeline, decoded_samples, find_videos, read_video_list
 from featx.data.video_list import VIDEO_EXTENSIONS
 from featx.data.pipeline import split_normalize
 from featx.distributed import (LAUNCHER_ENV, DistInfo, broadcast_from_main, gather_to_main, init_distributed,
                                object_group, shard)
 from featx.errors import UserError
-from featx.extract import (PRECISIONS, FeatureExtractor, VideoResult, batched, decode_workers, decoded_samples,
-                           extract, prepare_model, resolve_precision, select_device, with_progress)
+from featx.extract import (PRECISIONS, FeatureExtractor, VideoResult, batched, decode_workers, extract,
+                           prepare_model, resolve_precision, select_device, with_progress)
 from featx.hostmem import keep_freed_memory
 from featx.output import OutputFormat, meta_path, open_output, sidecar, write_error_report, write_json
 from featx.registry import DECODERS, FORMATS
@@ -79,8 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video-timeout", type=float, default=300.0,
                    help="seconds one video (or one chunk of a dense-sampled one) may take to decode before its worker "
                      "is killed and the video skipped (default 300)")
-    p.add_argument("--decoder", choices=DECODERS.names(), default="decord",
-                   help="video decoder (default decord, as the reference; pyav honours mp4 edit lists)")
+    p.add_argument("--decoder", choices=DECODERS.names(),
+                   help="video decoder instead of the config's (DecordInit: decord, as the reference; PyAVInit: pyav, "
+                        "which honours mp4 edit lists; OpenCVInit: opencv)")
     p.add_argument("--decode-order", choices=["list", "sorted"], default="list",
                    help="ask the decoder for frames in the sampler's order (default, as the reference) or sorted "
                         "(fewer seeks: faster for multi-frame clips, but see the README for damaged files)")
@@ -129,7 +130,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.cfg_options)
     if args.dense_stride is not None:
         use_dense_sampling(cfg, args.dense_stride)
-    pipeline, normalize = split_normalize(build_pipeline(cfg.data.test.pipeline))
+    pipeline, normalize = split_normalize(build_pipeline(cfg.data.test.pipeline, decoder=args.decoder,
+                                                          decode_order=args.decode_order))
+    decoder = next((step.backend for step in pipeline.find("open")), "none")
     items = listed_videos(args)
     output = open_output(args.out, args.out_format, [it.key for it in items])
     out = output.path
@@ -152,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     checkpoint_sha256 = file_sha256(ckpt)
     if info.is_main:
         marks = fingerprint(cfg.model.to_dict(), cfg.data.test.pipeline, checkpoint_sha256,
-                            precision=precision, fuse_conv_bn=args.fuse_conv_bn, decoder=args.decoder,
+                            precision=precision, fuse_conv_bn=args.fuse_conv_bn, decoder=decoder,
                             decode_order=args.decode_order,
                             video_root=os.path.abspath(args.video_root), per=args.per,
                             arrays_kept_by_output=output.streams)
@@ -168,8 +171,7 @@ def run(args: argparse.Namespace) -> int:
              precision, info.world_size, workers)
 
     start = time.monotonic()
-    samples = decoded_samples(pipeline, mine, workers=workers, timeout=args.video_timeout, decoder=args.decoder,
-                              decode_order=args.decode_order)
+    samples = decoded_samples(VideoDataset(mine, pipeline), workers, args.video_timeout)
     extractor = FeatureExtractor(model, device, precision, normalize, per=args.per)
     results = extract(extractor, batched(samples, max(1, settings.videos_per_gpu)))
     if group is not None:
@@ -190,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
                   saved, len(items), store.path)
         return EXIT_INTERRUPTED
     provenance = describe_run(args, cfg, output, ckpt, checkpoint_sha256, precision=precision, device=device,
-                              processes=info.world_size)
+                              processes=info.world_size, decoder=decoder)
     return finish(output, items, store, provenance, computed=len(todo), seconds=time.monotonic() - start)
 
 
@@ -220,7 +222,7 @@ def record(results: Iterable[VideoResult], output: OutputFormat, store: PartialS
 
 
 def describe_run(args: argparse.Namespace, cfg: Config, output: OutputFormat, ckpt: Path, checkpoint_sha256: str, *,
-                 precision: str, device: torch.device, processes: int) -> dict[str, Any]:
+                 precision: str, device: torch.device, processes: int, decoder: str) -> dict[str, Any]:
     """What the meta sidecar records of how the output was made (its ``videos`` come from the store)."""
     return {
         "featx_version": __version__,
@@ -234,7 +236,7 @@ def describe_run(args: argparse.Namespace, cfg: Config, output: OutputFormat, ck
         "precision": precision,
         "device": str(device),
         "processes": processes,
-        "decoder": args.decoder,
+        "decoder": decoder,
         "decode_order": args.decode_order,
         "fuse_conv_bn": args.fuse_conv_bn,
         "video_root": os.path.abspath(args.video_root),

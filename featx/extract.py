@@ -17,8 +17,7 @@ from torch import nn
 from tqdm import tqdm
 
 from featx.checkpoint import load_checkpoint
-from featx.data import Pipeline, VideoDataset, VideoItem
-from featx.data.pool import DecodePool
+from featx.data import Failure, Sample
 from featx.data.transforms import Normalize
 from featx.errors import UserError
 from featx.models import build_model, fuse_conv_bn, to_channels_last, use_onednn_fusion
@@ -117,17 +116,7 @@ def decode_workers(requested: int | None, workers_per_gpu: int, device: torch.de
     return max(workers_per_gpu, cores - 1)
 
 
-def decoded_samples(pipeline: Pipeline, items: list[VideoItem], *, workers: int, timeout: float,
-                    decoder: str, decode_order: str = "list") -> Iterable[dict[str, Any]]:
-    """Every listed video through the test pipeline, in list order (chunk after chunk): in ``workers``
-    killable processes, or in this process when ``workers`` is 0 (no time limit, no isolation)."""
-    dataset = VideoDataset(items, pipeline, decoder=decoder, decode_order=decode_order)
-    if workers == 0:
-        return dataset.samples()
-    return DecodePool(dataset, workers, timeout)
-
-
-def batched(samples: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+def batched(samples: Iterable[Sample | Failure], size: int) -> Iterator[list[Sample | Failure]]:
     """Consecutive groups of ``size`` samples (the last may be shorter)."""
     it = iter(samples)
     while batch := list(itertools.islice(it, size)):
@@ -166,17 +155,17 @@ class FeatureExtractor:
         self.timings = {"host->device": 0.0, "forward": 0.0}  # seconds, summed over calls
 
     @torch.inference_mode()
-    def __call__(self, samples: list[dict[str, Any]]) -> list[VideoResult]:
+    def __call__(self, samples: list[Sample | Failure]) -> list[VideoResult]:
         """One result per sample (a chunk of a video), in the samples' order."""
-        results = {id(s): _result(s, error=s["error"]) for s in samples if "error" in s}
+        results = {id(s): _result(s, error=s.error) for s in samples if isinstance(s, Failure)}
         # Samples of one batch usually share a layout; any that differ get a forward of their own.
-        groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        groups: dict[tuple[Any, ...], list[Sample]] = {}
         for s in samples:
-            if "error" not in s:
-                groups.setdefault((s["imgs"].shape, _clips(s), s["num_crops"], self._per(s)), []).append(s)
+            if isinstance(s, Sample):
+                groups.setdefault((s.imgs.shape, s.num_clips, s.num_crops, self._per(s)), []).append(s)
         for (_, num_clips, num_crops, per), group in groups.items():
             start = time.perf_counter()
-            imgs = torch.stack([torch.as_tensor(s["imgs"]) for s in group])
+            imgs = torch.stack([torch.as_tensor(s.imgs) for s in group])
             if self.device.type == "cuda":
                 imgs = imgs.pin_memory()
             imgs = imgs.to(self.device, non_blocking=True)
@@ -193,22 +182,18 @@ class FeatureExtractor:
                 results[id(s)] = _result(s, feature=feat)
         return [results[id(s)] for s in samples]
 
-    def _per(self, sample: dict[str, Any]) -> str:
+    def _per(self, sample: Sample) -> str:
         """How to pool this sample: a video in several chunks is pooled per clip, then averaged when whole."""
-        return "clip" if self.per == "video" and sample["num_chunks"] > 1 else self.per
+        return "clip" if self.per == "video" and sample.num_chunks > 1 else self.per
 
 
-def _clips(sample: dict[str, Any]) -> int:
-    return len(sample["frame_inds"]) // sample["clip_len"]
-
-
-def _result(sample: dict[str, Any], **outcome: Any) -> VideoResult:
-    info = {}
-    if "error" not in sample:
-        info = {"total_frames": int(sample["total_frames"]), "avg_fps": float(sample["avg_fps"]),
-                "clip_len": int(sample["clip_len"]), "frame_inds": np.asarray(sample["frame_inds"]).tolist()}
-    return VideoResult(sample["index"], sample["key"], chunk=sample.get("chunk", 0),
-                       num_chunks=sample.get("num_chunks", 1), info=info, **outcome)
+def _result(sample: Sample | Failure, **outcome: Any) -> VideoResult:
+    if isinstance(sample, Failure):
+        return VideoResult(sample.index, sample.key, chunk=sample.chunk, **outcome)
+    info = {"total_frames": sample.total_frames, "avg_fps": sample.avg_fps, "clip_len": sample.clip_len,
+            "frame_inds": sample.frame_inds.tolist()}
+    return VideoResult(sample.index, sample.key, chunk=sample.chunk, num_chunks=sample.num_chunks, info=info,
+                       **outcome)
 
 
 def clip_times(frame_inds: list[int], clip_len: int, fps: float) -> list[list[float]]:

@@ -8,12 +8,11 @@ import av
 import cv2
 import numpy as np
 import pytest
-from torch.utils.data import DataLoader
 
 from conftest import GOLDEN, ROOT, VIDEOS
 from featx.config import load_config, reads_raw_frames
-from featx.data import VideoDataset, VideoItem, build_pipeline, read_video_list
-from featx.data.decode import DecordReader
+from featx.data import Failure, VideoDataset, VideoItem, build_pipeline, decoded_samples, read_video_list
+from featx.data.decoders.decord_reader import DecordReader
 from featx.errors import UserError, VideoError
 from featx.registry import DECODERS, TRANSFORMS
 
@@ -99,6 +98,24 @@ def test_decord_returns_exact_frames_in_request_order(tmp_path, codec, pix_fmt, 
     reader = DECODERS.build({"type": "decord"}, path=str(path))
     assert len(reader) == 20 and np.array_equal(reader.get_frames(inds[::-1]), frames[inds[::-1]])
     assert reader.get_frames(inds, accurate=False).shape == (len(inds), 48, 64, 3)  # key-frame seeks: approximate
+
+
+@pytest.mark.parametrize("backend", ["PyAV", "OpenCV"])
+@pytest.mark.parametrize("codec, pix_fmt, options", LOSSLESS, ids=[c[0] for c in LOSSLESS])
+def test_other_mmaction2_decoders_return_exact_frames(tmp_path, backend, codec, pix_fmt, options):
+    """PyAVInit/PyAVDecode and OpenCVInit/OpenCVDecode configs open the video with their own backend."""
+    if codec not in av.codecs_available:
+        pytest.skip(f"PyAV has no {codec} encoder")
+    frames = smooth_frames()
+    path = encode(tmp_path / f"lossless_{codec}.mkv", frames, codec, pix_fmt, options)
+    inds = np.array([5, 3, 3, 19, 0, 12, 5, 17, 1], dtype=np.int64)
+    steps = [dict(type=f"{backend}Init"), dict(type=f"{backend}Decode")]
+    results = run(steps, {"filename": str(path), "frame_inds": inds})
+    assert results["total_frames"] == 20 and results["avg_fps"] == 10.0
+    assert np.array_equal(results["imgs"], frames[inds])
+    pipeline = build_pipeline(steps, decoder="decord")  # --decoder replaces the config's backend
+    assert pipeline.find("open")[0].backend == "decord"
+    assert np.array_equal(pipeline({"filename": str(path), "frame_inds": inds})["imgs"], frames[inds])
 
 
 @pytest.mark.parametrize("name", VIDEO_NAMES)
@@ -390,18 +407,18 @@ def bad_videos(tmp_path):
 ])
 def test_dataset_reports_bad_videos(bad_videos, name, reason):
     dataset = VideoDataset([VideoItem(name, str(bad_videos / name))], build_pipeline(CASES["tsn_clip"]))
-    sample = dataset[0]
-    assert sample.keys() == {"index", "key", "chunk", "error"} and sample["key"] == name
-    assert reason in sample["error"] and name in sample["error"]
+    sample = dataset.load((0, 0))
+    assert isinstance(sample, Failure) and (sample.index, sample.key, sample.chunk) == (0, name, 0)
+    assert reason in sample.error and name in sample.error
 
 
 def test_dataset_goes_on_after_a_bad_video(bad_videos):
     good = "h264_176x144_18frames.mp4"
     items = [VideoItem("text.mp4", str(bad_videos / "text.mp4")), VideoItem(good, str(VIDEOS / good))]
-    loader = DataLoader(VideoDataset(items, build_pipeline(CASES["slowonly_clip"])), batch_size=2, collate_fn=list)
-    [batch] = list(loader)
-    assert [s["index"] for s in batch] == [0, 1] and "error" in batch[0]
+    dataset = VideoDataset(items, build_pipeline(CASES["slowonly_clip"]))
+    batch = list(decoded_samples(dataset, workers=2, timeout=60))
+    assert [s.index for s in batch] == [0, 1] and isinstance(batch[0], Failure)
     sample = batch[1]
-    assert sample["key"] == good and sample["total_frames"] == 18 and sample["avg_fps"] == 15.0
-    assert sample["imgs"].dtype == np.float32 and sample["imgs"].shape == (10, 3, 4, 256, 256)
-    assert sample["frame_inds"].tolist() == golden("slowonly_clip", "frame_inds")[good]
+    assert sample.key == good and sample.total_frames == 18 and sample.avg_fps == 15.0
+    assert sample.imgs.dtype == np.float32 and sample.imgs.shape == (10, 3, 4, 256, 256)
+    assert sample.frame_inds.tolist() == golden("slowonly_clip", "frame_inds")[good]

@@ -38,7 +38,7 @@ def test_split_pipeline_gives_the_same_model_input(case):
     cfg = load_config(ROOT / CASE_CONFIGS[case])
     full = build_pipeline(cfg.data.test.pipeline)
     host, norm = split_normalize(build_pipeline(cfg.data.test.pipeline))
-    assert isinstance(norm, Normalize) and len(host.transforms) == len(full.transforms) - 1
+    assert isinstance(norm, Normalize) and len(host.steps) == len(full.steps) - 1
     start = {"filename": str(VIDEOS / "h264_426x240_24fps.mp4"), "start_index": 0}
     expected = full(dict(start))["imgs"]
     frames = host(dict(start))["imgs"]

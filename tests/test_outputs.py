@@ -172,9 +172,9 @@ def _dense_dataset(stride: dict, clips_per_chunk: int | None = None) -> VideoDat
 def test_dense_sampling_covers_the_video_a_chunk_at_a_time(stride, starts):
     dataset = _dense_dataset(stride, clips_per_chunk=2)
     chunks = list(dataset.samples())
-    assert len(chunks) == -(-len(starts) // 2) and all(c["num_chunks"] == len(chunks) for c in chunks)
-    assert all(c["imgs"].shape[0] <= 2 for c in chunks)  # never more than a chunk of clips decoded at once
-    inds = np.concatenate([c["frame_inds"] for c in chunks]).reshape(-1, 4)
+    assert len(chunks) == -(-len(starts) // 2) and all(c.num_chunks == len(chunks) for c in chunks)
+    assert all(c.imgs.shape[0] <= 2 for c in chunks)  # never more than a chunk of clips decoded at once
+    inds = np.concatenate([c.frame_inds for c in chunks]).reshape(-1, 4)
     assert inds[:, 0].tolist() == starts and (inds - inds[:, :1] == [0, 16, 32, 48]).all()
 
 

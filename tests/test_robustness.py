@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from conftest import CASE_CONFIGS, ROOT, VIDEOS, run_featx, write_list
-from featx.data.decode import DecordReader, PyAVReader
-from featx.data.pool import DecodePool
+from featx.data.decoders.decord_reader import DecordReader
+from featx.data.decoders.pyav_reader import PyAVReader
+from featx.pool import KillablePool
 from featx.output import sidecar
 from featx.store import read_records
 
@@ -266,25 +267,18 @@ def test_pyav_decoder_gives_the_reference_vectors(golden_checkpoint, tmp_path):
         assert rel_error(vector, expected[name]) <= 1e-4
 
 
-class _ChunkedVideos:
-    """Stands in for a VideoDataset of dense videos: 3 chunks each, finishing out of order."""
-
-    def __init__(self, count: int, fail: tuple[int, int] | None = None) -> None:
-        self.items = [type("Item", (), {"key": f"v{i}", "path": f"v{i}.mp4"})() for i in range(count)]
-        self.fail = fail
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def sample(self, index: int, chunk: int = 0) -> dict:
-        time.sleep({0: 0.6 if index == 0 else 0.2, 1: 0.3, 2: 0.05}[chunk])  # the first video's first chunk is slow
-        if (index, chunk) == self.fail:
-            return {"index": index, "key": f"v{index}", "chunk": chunk, "error": "broken chunk"}
-        return {"index": index, "key": f"v{index}", "chunk": chunk, "num_chunks": 3}
+def _chunk_of_a_dense_video(task: tuple[int, int]) -> tuple[int, int, bool]:
+    """Stands in for decoding one chunk of a dense video: 3 chunks each, finishing out of order."""
+    index, chunk = task
+    time.sleep({0: 0.6 if index == 0 else 0.2, 1: 0.3, 2: 0.05}[chunk])  # the first video's first chunk is slow
+    return index, chunk, task == _chunk_of_a_dense_video.fail
 
 
 @pytest.mark.parametrize("fail", [None, (1, 1)])
 def test_pool_delivers_chunks_in_order_whatever_order_they_finish(fail):
-    pool = DecodePool(_ChunkedVideos(4, fail), num_workers=2, timeout=30, max_ahead=2)
-    got = [(s["index"], s["chunk"], "error" in s) for s in pool]
+    _chunk_of_a_dense_video.fail = fail
+    pool = KillablePool(_chunk_of_a_dense_video, [(i, 0) for i in range(4)], num_workers=2, timeout=30, max_ahead=2,
+                        failed=lambda task, reason: pytest.fail(reason),
+                        follow_ups=lambda task, outcome: [(task[0], 1), (task[0], 2)] if task[1] == 0 else [])
+    got = list(pool)
     assert got == [(i, k, (i, k) == fail) for i in range(4) for k in range(3)]

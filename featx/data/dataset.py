@@ -1,42 +1,44 @@
-"""The dataset: each listed video run through the test pipeline, in one piece or, for dense
-sampling, a chunk of clips at a time."""
+"""The dataset: each listed video through the test pipeline, in one piece or, for dense sampling, a
+chunk of clips at a time. This is the one place that knows a video may be several chunks."""
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
+import cv2
 import numpy as np
-from torch.utils.data import Dataset
+import torch
 
 from featx.data.pipeline import Pipeline
+from featx.data.sample import Failure, Sample
 from featx.data.video_list import VideoItem
 from featx.errors import VideoError
+from featx.pool import KillablePool
+
+Task = tuple[int, int]  # (video index, chunk)
 
 
-class VideoDataset(Dataset):
-    """``sample(i, chunk)`` is the model input of chunk ``chunk`` of ``items[i]``, or an error record.
+class VideoDataset:
+    """``load((i, chunk))`` is the model input of chunk ``chunk`` of ``items[i]``, or a :class:`Failure`.
 
-    A sample is ``{'index', 'key', 'chunk', 'num_chunks', 'imgs' ((views, ...), float32, or uint8
-    before a device-side Normalize), 'frame_inds' (this chunk's), 'clip_len', 'num_crops',
-    'total_frames', 'avg_fps', 'timings'}``; a video that cannot be used gives ``{'index', 'key',
-    'error': reason}`` instead, so one bad file never stops the loader. A video is one chunk unless
-    its sampler sets ``clips_per_chunk`` (dense sampling): then the pipeline up to the sampler runs
-    once and the rest (decoding onwards) once per chunk of that many clips.
+    A video is one chunk unless its sampler sets ``clips_per_chunk`` (dense sampling): then the
+    pipeline up to decoding runs once (the video opened, its frames sampled) and the rest, from the
+    ``decode`` step on, once per chunk of that many clips. ``tasks()`` are the first chunks; the
+    first chunk's sample says how many there are (``follow_ups``).
     """
 
-    def __init__(self, items: Sequence[VideoItem], pipeline: Pipeline, decoder: str = "decord",
-                 decode_order: str = "list") -> None:
+    def __init__(self, items: Sequence[VideoItem], pipeline: Pipeline) -> None:
         self.items = list(items)
-        self.head, self.tail = pipeline.split_before("DecordDecode")
-        self.options = {"decoder": decoder, "decode_order": decode_order}
+        self.head, self.tail = pipeline.split_at("decode")
         self._opened: tuple[int, dict[str, Any]] | None = None  # the video whose later chunks are still to come
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.sample(index)
+    def tasks(self) -> list[Task]:
+        return [(index, 0) for index in range(len(self.items))]
 
-    def sample(self, index: int, chunk: int = 0) -> dict[str, Any]:
+    def load(self, task: Task) -> Sample | Failure:
+        index, chunk = task
         item = self.items[index]
         try:
             opened = self._open(index)
@@ -46,36 +48,38 @@ class VideoDataset(Dataset):
             results = self.tail(results)
         except VideoError as exc:
             self._opened = None
-            return {"index": index, "key": item.key, "chunk": chunk, "error": str(exc)}
-        return {
-            "index": index,
-            "key": item.key,
-            "chunk": chunk,
-            "num_chunks": num_chunks,
-            "imgs": np.ascontiguousarray(results["imgs"]),
-            "frame_inds": results["frame_inds"],
-            "clip_len": results.get("clip_len", 1),
-            "num_crops": results.get("num_crops", 1),
-            "total_frames": results["total_frames"],
-            "avg_fps": results["avg_fps"],
-            "timings": results["timings"],
-        }
+            return Failure(index, item.key, str(exc), chunk)
+        return Sample(index, item.key, np.ascontiguousarray(results["imgs"]), np.asarray(results["frame_inds"]),
+                      int(results.get("clip_len", 1)), int(results.get("num_crops", 1)), int(results["total_frames"]),
+                      float(results["avg_fps"]), chunk, num_chunks, results["timings"])
 
-    def samples(self) -> Iterator[dict[str, Any]]:
+    @staticmethod
+    def follow_ups(task: Task, outcome: Sample | Failure) -> list[Task]:
+        """The video's other chunks, once its first one says how many it has."""
+        if task[1] != 0 or not isinstance(outcome, Sample):
+            return []
+        return [(task[0], chunk) for chunk in range(1, outcome.num_chunks)]
+
+    def failed(self, task: Task, reason: str) -> Failure:
+        """The outcome of a task whose decoding worker crashed or timed out (``reason`` says which)."""
+        item = self.items[task[0]]
+        return Failure(task[0], item.key, f"{item.path}: its decoding worker {reason}", task[1])
+
+    def samples(self) -> Iterator[Sample | Failure]:
         """Every chunk of every video, in order, in this process."""
-        for index in range(len(self)):
-            chunk, num_chunks = 0, 1
-            while chunk < num_chunks:
-                sample = self.sample(index, chunk)
-                num_chunks = 1 if "error" in sample else sample["num_chunks"]
-                chunk += 1
-                yield sample
+        for task in self.tasks():
+            yield from self._with_follow_ups(task)
+
+    def _with_follow_ups(self, task: Task) -> Iterator[Sample | Failure]:
+        outcome = self.load(task)
+        yield outcome
+        for later in self.follow_ups(task, outcome):
+            yield self.load(later)
 
     def _open(self, index: int) -> dict[str, Any]:
         """The results of the pipeline up to decoding (file opened, frames sampled), kept for later chunks."""
         if self._opened is None or self._opened[0] != index:
-            item = self.items[index]
-            self._opened = (index, self.head({"filename": item.path, "start_index": 0, **self.options}))
+            self._opened = (index, self.head({"filename": self.items[index].path, "start_index": 0}))
         return self._opened[1]
 
     @staticmethod
@@ -92,3 +96,26 @@ class VideoDataset(Dataset):
         part = clips[chunk * per_chunk:(chunk + 1) * per_chunk]
         results.update(frame_inds=part.reshape(-1), num_clips=len(part))
         return results, num_chunks
+
+
+def _one_thread_each() -> None:
+    """In a decoding worker: one OpenCV and one torch thread (the workers are the parallelism)."""
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def _stop_opencv_threads() -> None:
+    """OpenCV's thread pool does not survive a fork: a child that touches it waits forever on a lock
+    held by a thread it does not have. Stop it before forking (the workers use one thread anyway)."""
+    cv2.setNumThreads(1)
+
+
+def decoded_samples(dataset: VideoDataset, workers: int, timeout: float) -> Iterable[Sample | Failure]:
+    """Every chunk of every video, in list order: in ``workers`` killable processes (a decoder that
+    hangs past ``timeout`` seconds or crashes costs one video), or in this process when ``workers`` is 0
+    (no time limit, no isolation)."""
+    if workers == 0:
+        return dataset.samples()
+    return KillablePool(dataset.load, dataset.tasks(), workers, timeout, failed=dataset.failed,
+                        follow_ups=dataset.follow_ups, worker_init=_one_thread_each,
+                        before_fork=_stop_opencv_threads)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -23,6 +23,8 @@ class SampleFrames:
     only affects training sampling and is accepted for config compatibility; ``start_index`` is
     ignored as in MMAction2 0.x (it comes from the dataset, 0 for videos).
     """
+
+    role: ClassVar[str] = "sample"
 
     def __init__(
         self,

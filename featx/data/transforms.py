@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from numbers import Real
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import cv2
 import numpy as np
@@ -70,6 +70,8 @@ class Resize:
     rounded half up: ``int(side * r + 0.5)``.
     """
 
+    role: ClassVar[str] = "spatial"
+
     def __init__(
         self, scale: float | Sequence[int], keep_ratio: bool = True, interpolation: str = "bilinear", lazy: bool = False
     ) -> None:
@@ -124,6 +126,8 @@ class Resize:
 class CenterCrop:
     """Crop the centre: ``left = (W - cw) // 2``, ``top = (H - ch) // 2``; a view of the frames."""
 
+    role: ClassVar[str] = "spatial"
+
     def __init__(self, crop_size: int | Sequence[int], lazy: bool = False) -> None:
         if lazy:
             raise UserError("CenterCrop: lazy=True is not supported")
@@ -143,6 +147,8 @@ class CenterCrop:
 @TRANSFORMS.register()
 class ThreeCrop:
     """Three crops along the long side (one side must equal the crop's): start, end, middle."""
+
+    role: ClassVar[str] = "spatial"
 
     def __init__(self, crop_size: int | Sequence[int]) -> None:
         self.crop_w, self.crop_h = _size_pair(crop_size, "ThreeCrop")
@@ -172,6 +178,8 @@ class ThreeCrop:
 class TenCrop:
     """Four corners and the centre, each followed by its horizontal mirror."""
 
+    role: ClassVar[str] = "spatial"
+
     def __init__(self, crop_size: int | Sequence[int]) -> None:
         self.crop_w, self.crop_h = _size_pair(crop_size, "TenCrop")
 
@@ -196,6 +204,8 @@ class Flip:
     ``flip_label_map``, ``left_kps`` and ``right_kps`` concern labels and keypoints and are
     accepted for config compatibility.
     """
+
+    role: ClassVar[str] = "spatial"
 
     def __init__(
         self,
@@ -231,6 +241,8 @@ class Normalize:
     result does not depend on the OpenCV version installed. ``to_bgr=True`` reverses the channels
     first. ``adjust_magnitude`` only concerns optical flow.
     """
+
+    role: ClassVar[str] = "normalize"
 
     def __init__(
         self, mean: Sequence[float], std: Sequence[float], to_bgr: bool = False, adjust_magnitude: bool = False
@@ -268,6 +280,8 @@ class Normalize:
 class FormatShape:
     """Arrange the frames as the model input: ``NCHW`` (views, C, H, W) or ``NCTHW`` (views, C, L, H, W)."""
 
+    role: ClassVar[str] = "layout"
+
     def __init__(self, input_format: str, collapse: bool = False) -> None:
         if input_format not in ("NCHW", "NCTHW"):
             raise UserError(f"FormatShape: input_format must be 'NCHW' or 'NCTHW', got {input_format!r}")
@@ -292,6 +306,8 @@ class FormatShape:
 class Collect:
     """Accepted so configs load; the dataset picks its own keys."""
 
+    role: ClassVar[str] = "layout"
+
     def __init__(self, keys: Sequence[str], meta_keys: Sequence[str] = (), **kwargs: Any) -> None:
         """Takes MMAction2's ``keys``, ``meta_keys``, ``meta_name`` and ``nested``; keeps none."""
 
@@ -302,6 +318,8 @@ class Collect:
 @TRANSFORMS.register()
 class ToTensor:
     """Accepted so configs load; arrays become tensors when the loader batches them."""
+
+    role: ClassVar[str] = "layout"
 
     def __init__(self, keys: Sequence[str]) -> None:
         """Takes MMAction2's ``keys``; keeps none."""
