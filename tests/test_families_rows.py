@@ -1,5 +1,6 @@
 """Backbones whose output is one row per view (TimeSformer, C3D): MMAction2's state-dict layouts, the
-fast path equal to the plain model, per-view rows, refusals."""
+fast path equal to the plain model, per-view rows, refusals, and a view the model cannot take
+failing only its own video."""
 from __future__ import annotations
 
 import copy
@@ -8,6 +9,7 @@ import json
 import re
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -15,6 +17,7 @@ from torch import nn
 from conftest import GOLDEN, ROOT
 from featx.config import load_config
 from featx.errors import UserError
+from featx.extract import FeatureExtractor
 from featx.models import build_model, fuse_conv_bn, to_channels_last, use_onednn_fusion
 from featx.models.layers import ConvModule
 from featx.registry import MODELS
@@ -131,3 +134,33 @@ def test_c3d_fails_on_views_it_cannot_take() -> None:
     with pytest.raises(RuntimeError, match=r"^C3D: a 16x64x64 \(TxHxW\) view gives 4608 values after pool5, fc6 "):
         backbone(torch.zeros(1, 3, 16, 64, 64))
 
+
+def sample(index: int, imgs: np.ndarray) -> dict[str, Any]:
+    """A decoded one-clip, one-crop sample as the data loader gives it."""
+    return dict(index=index, key=f"v{index}.mp4", imgs=imgs, frame_inds=list(range(16)), clip_len=16, num_crops=1,
+                num_chunks=1, total_frames=16, avg_fps=25.0)
+
+
+@torch.no_grad()
+def test_a_view_the_model_cannot_take_fails_only_its_video() -> None:
+    model = small_model("c3d")
+    extractor = FeatureExtractor(model, torch.device("cpu"))
+    good, small = np.zeros((1, 3, 16, 32, 32), np.float32), np.zeros((1, 3, 16, 8, 32), np.float32)
+    results = extractor([sample(0, good), sample(1, small), sample(2, good)])
+    assert [r.index for r in results] == [0, 1, 2]
+    assert results[0].error is None and results[0].feature.shape == (4096,)
+    assert results[2].error is None
+    assert results[1].feature is None
+    assert results[1].error.startswith("the model cannot run on this input: ")
+    assert "too small" in results[1].error and "\n" not in results[1].error
+
+
+class OutOfMemory(nn.Module):
+    def forward_views(self, imgs: torch.Tensor) -> torch.Tensor:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+
+def test_device_errors_are_not_a_videos_fault() -> None:
+    extractor = FeatureExtractor(OutOfMemory(), torch.device("cpu"))
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        extractor([sample(0, np.zeros((1, 3, 16, 32, 32), np.float32))])
