@@ -17,9 +17,6 @@ from torch import Tensor, nn
 
 from featx.models.layers import build_activation, build_norm_layer
 
-OPERATIONS = ("self_attn", "norm", "ffn")
-
-
 def self_attention(attn: nn.MultiheadAttention, x: Tensor) -> Tensor:
     """``attn`` with ``x`` (batch, tokens, dims) as query, key and value; the same layout back."""
     seq_first = x.transpose(0, 1)
@@ -32,7 +29,6 @@ class MultiheadAttention(nn.Module):
 
     def __init__(self, embed_dims: int, num_heads: int) -> None:
         super().__init__()
-        self.embed_dims = embed_dims
         self.attn = nn.MultiheadAttention(embed_dims, num_heads)
 
     def forward(self, query: Tensor, identity: Tensor | None = None) -> Tensor:
@@ -46,7 +42,7 @@ class _DividedAttention(nn.Module):
     def __init__(self, embed_dims: int, num_heads: int, num_frames: int,
                  norm_cfg: Mapping[str, Any]) -> None:
         super().__init__()
-        self.embed_dims, self.num_frames = embed_dims, num_frames
+        self.num_frames = num_frames
         self.norm = build_norm_layer(norm_cfg, embed_dims)[1]
         self.attn = nn.MultiheadAttention(embed_dims, num_heads)
 
@@ -93,7 +89,6 @@ class FFN(nn.Module):
     def __init__(self, embed_dims: int, feedforward_channels: int, num_fcs: int = 2,
                  act_cfg: Mapping[str, Any] | None = None, norm_cfg: Mapping[str, Any] | None = None) -> None:
         super().__init__()
-        self.embed_dims = embed_dims
         act = build_activation(act_cfg or {"type": "ReLU", "inplace": True})
         dims = [embed_dims] + [feedforward_channels] * (num_fcs - 1)
         hidden = [nn.Sequential(nn.Linear(cin, cout), act) for cin, cout in zip(dims, dims[1:])]
@@ -105,7 +100,8 @@ class FFN(nn.Module):
 
 
 class BaseTransformerLayer(nn.Module):
-    """mmcv's ``BaseTransformerLayer`` with self-attentions, norms and FFNs run in ``operation_order``.
+    """mmcv's ``BaseTransformerLayer`` with self-attentions, norms and FFNs run in ``operation_order``
+(``'self_attn'``, ``'norm'``, ``'ffn'``; no cross-attention).
 
     When the order starts with ``'norm'`` (pre-norm), each attention and FFN adds the layer's last
     un-normalised value as its identity; otherwise each adds its own input (or its own shortcut).
@@ -114,9 +110,6 @@ class BaseTransformerLayer(nn.Module):
     def __init__(self, attentions: Sequence[nn.Module], ffns: Sequence[nn.Module], operation_order: Sequence[str],
                  norms: Iterable[nn.Module] = ()) -> None:
         super().__init__()
-        unknown = set(operation_order) - set(OPERATIONS)
-        if unknown:
-            raise ValueError(f"operations {sorted(unknown)} are not among {OPERATIONS}")
         self.operation_order = tuple(operation_order)
         self.pre_norm = self.operation_order[0] == "norm"
         self.attentions = nn.ModuleList(attentions)

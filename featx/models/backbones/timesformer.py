@@ -24,7 +24,7 @@ from featx.registry import MODELS
 
 ATTENTION_TYPES = ("divided_space_time", "space_only", "joint_space_time")
 _LN = MappingProxyType({"type": "LN", "eps": 1e-6})  # the norm of every transformer layer
-GELU = MappingProxyType({"type": "GELU"})
+_GELU = MappingProxyType({"type": "GELU"})
 
 
 class PatchEmbed(nn.Module):
@@ -52,7 +52,7 @@ def _divided_layer(embed_dims: int, num_heads: int, num_frames: int) -> BaseTran
     return BaseTransformerLayer(
         attentions=[DividedTemporalAttentionWithNorm(embed_dims, num_heads, num_frames, _LN),
                     DividedSpatialAttentionWithNorm(embed_dims, num_heads, num_frames, _LN)],
-        ffns=[FFN(embed_dims, embed_dims * 4, act_cfg=GELU, norm_cfg=_LN)],
+        ffns=[FFN(embed_dims, embed_dims * 4, act_cfg=_GELU, norm_cfg=_LN)],
         operation_order=("self_attn", "self_attn", "ffn"),
     )
 
@@ -61,7 +61,7 @@ def _joint_layer(embed_dims: int, num_heads: int) -> BaseTransformerLayer:
     """A pre-norm ViT layer: attention over all tokens given, then an FFN."""
     return BaseTransformerLayer(
         attentions=[MultiheadAttention(embed_dims, num_heads)],
-        ffns=[FFN(embed_dims, embed_dims * 4, act_cfg=GELU)],
+        ffns=[FFN(embed_dims, embed_dims * 4, act_cfg=_GELU)],
         operation_order=("norm", "self_attn", "norm", "ffn"),
         norms=[build_norm_layer(_LN, embed_dims)[1] for _ in range(2)],
     )
