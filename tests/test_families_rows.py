@@ -102,6 +102,22 @@ def test_timesformer_space_only_averages_frames_before_the_norm() -> None:
     assert rel_err(model(x), expected) < 1e-6
 
 
+@torch.no_grad()
+def test_timesformer_joint_layers_are_torchs_pre_norm_encoder_layers() -> None:
+    sequence = small_model("jointST").backbone.transformer_layers
+    x = torch.randn(2, 9, 64, generator=torch.Generator().manual_seed(0))
+    expected = x
+    for layer in sequence.layers:
+        torch_layer = nn.TransformerEncoderLayer(64, 4, dim_feedforward=256, dropout=0.0, activation="gelu",
+                                                 layer_norm_eps=1e-6, batch_first=True, norm_first=True).eval()
+        parts = {"self_attn": layer.attentions[0].attn, "linear1": layer.ffns[0].layers[0][0],
+                 "linear2": layer.ffns[0].layers[1], "norm1": layer.norms[0], "norm2": layer.norms[1]}
+        for name, part in parts.items():
+            getattr(torch_layer, name).load_state_dict(part.state_dict())
+        expected = torch_layer(expected)
+    assert rel_err(sequence(x), expected) < 1e-5
+
+
 @pytest.mark.parametrize("cfg, message", [
     ({"attention_type": "divided_space"}, "attention_type='divided_space' is not one of"),
     ({"transformer_layers": {"type": "TransformerLayerSequence"}}, "transformer_layers must be None"),
