@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 PER = ("video", "clip", "view")
+# RuntimeErrors of the device itself (out of memory, a failed kernel): not a video's fault.
+DEVICE_ERRORS = (torch.cuda.OutOfMemoryError, torch.AcceleratorError)
 
 
 @dataclass
@@ -172,8 +174,16 @@ class FeatureExtractor:
             if self.normalize is not None:
                 imgs = self.normalize.normalize_tensor(imgs, channel_dim=2)  # (B, V, C, ...)
             loaded = time.perf_counter()
-            with autocast(self.precision, self.device):
-                feats = self.model.forward_views(imgs)
+            try:
+                with autocast(self.precision, self.device):
+                    feats = self.model.forward_views(imgs)
+            except RuntimeError as exc:  # the model cannot take this shape (too small a view, a fixed size)
+                if isinstance(exc, DEVICE_ERRORS):
+                    raise
+                first_line = str(exc).strip().split("\n", 1)[0] or type(exc).__name__
+                results.update({id(s): _result(s, error=f"the model cannot run on this input: {first_line}")
+                                for s in group})
+                continue
             feats = reduce_views(feats.float(), num_clips=num_clips, num_crops=num_crops, per=per)
             feats = feats.cpu().numpy()  # the copy back waits for the device
             self.timings["host->device"] += loaded - start
