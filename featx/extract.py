@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from featx.checkpoint import load_checkpoint
 from featx.data import Failure, Sample
+from featx.data.decoders import first_line
 from featx.data.transforms import Normalize
 from featx.errors import UserError
 from featx.models import build_model, fuse_conv_bn, to_channels_last, use_onednn_fusion
@@ -180,9 +181,8 @@ class FeatureExtractor:
             except RuntimeError as exc:  # the model cannot take this shape (too small a view, a fixed size)
                 if isinstance(exc, DEVICE_ERRORS):
                     raise
-                first_line = str(exc).strip().split("\n", 1)[0] or type(exc).__name__
-                results.update({id(s): _result(s, error=f"the model cannot run on this input: {first_line}")
-                                for s in group})
+                reason = f"the model cannot run on this input: {first_line(exc)}"
+                results.update({id(s): _result(s, error=reason) for s in group})
                 continue
             feats = reduce_views(feats.float(), num_clips=num_clips, num_crops=num_crops, per=per)
             feats = feats.cpu().numpy()  # the copy back waits for the device

@@ -16,6 +16,7 @@ from torch import nn
 
 from conftest import GOLDEN, ROOT
 from featx.config import load_config
+from featx.data import Sample
 from featx.errors import UserError
 from featx.extract import FeatureExtractor
 from featx.models import build_model, fuse_conv_bn, to_channels_last, use_onednn_fusion
@@ -151,10 +152,9 @@ def test_c3d_fails_on_views_it_cannot_take() -> None:
         backbone(torch.zeros(1, 3, 16, 64, 64))
 
 
-def sample(index: int, imgs: np.ndarray) -> dict[str, Any]:
+def sample(index: int, imgs: np.ndarray) -> Sample:
     """A decoded one-clip, one-crop sample as the data loader gives it."""
-    return dict(index=index, key=f"v{index}.mp4", imgs=imgs, frame_inds=list(range(16)), clip_len=16, num_crops=1,
-                num_chunks=1, total_frames=16, avg_fps=25.0)
+    return Sample(index, f"v{index}.mp4", imgs, np.arange(16), clip_len=16, num_crops=1, total_frames=16, avg_fps=25.0)
 
 
 @torch.no_grad()
