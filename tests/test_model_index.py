@@ -127,3 +127,32 @@ def test_feature_sizes(needle, dim):
     hits = [e for e in entries() if e["name"].startswith(needle)]
     assert hits
     assert {e["feature_dim"] for e in hits} == {dim}
+
+
+def test_names_resolve_to_shipped_configs_and_refusals_say_why():
+    from featx.errors import UserError
+    from featx.model_index import models, resolve_model
+
+    for entry in models():
+        assert entry.config_path.is_file(), entry.name
+    entry = resolve_model("tsm_r50_256p_1x1x8_50e_kinetics400_rgb")
+    assert entry.checkpoint.endswith(f"-{entry.sha256_prefix}.pth") and entry.feature_dim == 2048
+    with pytest.raises(UserError, match="did you mean tsn_r50_1x1x3_100e_kinetics400_rgb"):
+        resolve_model("tsn_r50_1x1x3_100e_kinetics")
+    with pytest.raises(UserError, match="tin_shift"):
+        resolve_model(next(e.name for e in models() if e.family == "tin"))
+
+
+def test_the_wheel_carries_the_configs_and_the_index(tmp_path):
+    """`pip install featx` users resolve model names too: the configs travel inside the package."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(tmp_path), str(ROOT)], check=True, capture_output=True)
+    [wheel] = tmp_path.glob("featx-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "featx/configs/model_index.json" in names
+    shipped = {f"featx/configs/{p.relative_to(CONFIGS).as_posix()}" for p in CONFIGS.rglob("*.py")}
+    assert shipped <= names
