@@ -8,7 +8,7 @@ the 3D one with the temporal axis dropped (:meth:`ConvBuilder.shape`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -183,6 +183,13 @@ def check_arch(backbone: str, depth: int, style: str) -> tuple[BlockKind, tuple[
     if style not in STYLES:
         raise UserError(f"{backbone}: style={style!r} is not one of {', '.join(STYLES)}")
     return ARCH_SETTINGS[depth]
+
+
+def check_relu(backbone: str, act_cfg: Any) -> None:
+    """The blocks' activation must be ReLU: :class:`ResBlock` ends in one (as MMAction2's 2D blocks
+    always do and its 3D ones do with ``act_cfg=dict(type='ReLU')``)."""
+    if not isinstance(act_cfg, Mapping) or act_cfg.get("type") != "ReLU":
+        raise UserError(f"{backbone}: act_cfg={act_cfg!r} is not supported (featx's residual blocks end in a ReLU)")
 
 
 def check_stages(
