@@ -14,11 +14,13 @@ from conftest import GOLDEN, ROOT
 from featx.config import load_config
 from featx.errors import UserError
 from featx.models import build_model, fuse_conv_bn, to_channels_last, use_onednn_fusion
+from featx.models.backbones.resnet2plus1d import Conv2plus1d
 from test_models import randomize_, rel_err
 
 CASES = [
     "i3d_r50_video", "slowonly_r50_8x8_raw", "slowonly_r50_nl_raw",
     "slowfast_r50_4x16_video", "slowfast_r50_8x8_raw",
+    "r2plus1d_r34_video",
 ]
 # Keys of the reference's model that feature extraction does not use: the classification head.
 NOT_BUILT = ("cls_head.",)
@@ -48,6 +50,7 @@ SLOWFAST_SMALL = {"model.backbone.slow_pathway.stage_blocks": ONE_BLOCK,
 
 @pytest.mark.parametrize("case, changes, frames", [
     ("slowfast_r50_8x8_raw", SLOWFAST_SMALL, 16),
+    ("r2plus1d_r34_video", {"model.backbone.stage_blocks": ONE_BLOCK}, 8),
 ])
 @torch.no_grad()
 def test_folded_channels_last_onednn_model_matches_the_plain_one(case: str, changes: dict[str, Any],
@@ -56,7 +59,9 @@ def test_folded_channels_last_onednn_model_matches_the_plain_one(case: str, chan
     fast = copy.deepcopy(plain)
     fuse_conv_bn(fast)
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in fast.modules())
-    assert use_onednn_fusion(fast) == torch.backends.mkldnn.is_available()
+    # R(2+1)D has no plain Conv3d ConvModule for oneDNN to run
+    onednn = torch.backends.mkldnn.is_available() and not case.startswith("r2plus1d")
+    assert use_onednn_fusion(fast) == onednn
     to_channels_last(fast)
     x = torch.randn((1, 2, 3, frames, 32, 32), generator=torch.Generator().manual_seed(0))
     assert rel_err(fast(x), plain(x)) < 1e-5
@@ -85,6 +90,14 @@ def test_slowfast_pathways_see_every_nth_frame_and_are_concatenated() -> None:
     assert model(x[None]).shape == (1, 2304)
 
 
+def test_conv2plus1d_middle_width_and_folding() -> None:
+    conv = Conv2plus1d(64, 128, (3, 3, 3), 2, 1, bias=False)
+    assert conv.conv_s.out_channels == int(3 * 64 * 128 * 9 / (64 * 9 + 3 * 128)) == 230
+    assert (conv.conv_s.stride, conv.conv_t.stride, conv.conv_t.padding) == ((1, 2, 2), (2, 1, 1), (1, 0, 0))
+    assert conv.bn_s.eps == 1e-5  # its own norm_cfg, not the backbone's
+    assert conv.net is conv.conv_t
+
+
 SLOWFAST = "slowfast_r50_4x16_video"
 
 
@@ -94,6 +107,7 @@ SLOWFAST = "slowfast_r50_4x16_video"
     (SLOWFAST, {"model.backbone.slow_pathway.unknown_arg": 1}, "unknown_arg"),
     ("slowonly_r50_8x8_raw", {"model.backbone.lateral": True}, "lateral=True"),
     ("i3d_r50_video", {"model.backbone.act_cfg.type": "LeakyReLU"}, "act_cfg"),
+    ("r2plus1d_r34_video", {"model.backbone.conv_cfg.type": "Conv3d"}, "Conv2plus1d"),
 ])
 def test_refusals(case: str, changes: dict[str, Any], message: str) -> None:
     with pytest.raises(UserError, match=message), torch.device("meta"):
