@@ -21,6 +21,7 @@ CASES = [
     "i3d_r50_video", "slowonly_r50_8x8_raw", "slowonly_r50_nl_raw",
     "slowfast_r50_4x16_video", "slowfast_r50_8x8_raw",
     "r2plus1d_r34_video",
+    "ircsn_r50_raw", "ipcsn_r50_raw",
 ]
 # Keys of the reference's model that feature extraction does not use: the classification head.
 NOT_BUILT = ("cls_head.",)
@@ -51,6 +52,8 @@ SLOWFAST_SMALL = {"model.backbone.slow_pathway.stage_blocks": ONE_BLOCK,
 @pytest.mark.parametrize("case, changes, frames", [
     ("slowfast_r50_8x8_raw", SLOWFAST_SMALL, 16),
     ("r2plus1d_r34_video", {"model.backbone.stage_blocks": ONE_BLOCK}, 8),
+    ("ircsn_r50_raw", {"model.backbone.stage_blocks": ONE_BLOCK}, 8),
+    ("ipcsn_r50_raw", {"model.backbone.stage_blocks": ONE_BLOCK}, 8),
 ])
 @torch.no_grad()
 def test_folded_channels_last_onednn_model_matches_the_plain_one(case: str, changes: dict[str, Any],
@@ -108,6 +111,8 @@ SLOWFAST = "slowfast_r50_4x16_video"
     ("slowonly_r50_8x8_raw", {"model.backbone.lateral": True}, "lateral=True"),
     ("i3d_r50_video", {"model.backbone.act_cfg.type": "LeakyReLU"}, "act_cfg"),
     ("r2plus1d_r34_video", {"model.backbone.conv_cfg.type": "Conv3d"}, "Conv2plus1d"),
+    ("ircsn_r50_raw", {"model.backbone.depth": 34}, "depth=34"),
+    ("ircsn_r50_raw", {"model.backbone.bottleneck_mode": "xy"}, "bottleneck_mode='xy'"),
 ])
 def test_refusals(case: str, changes: dict[str, Any], message: str) -> None:
     with pytest.raises(UserError, match=message), torch.device("meta"):

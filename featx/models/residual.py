@@ -58,14 +58,16 @@ def basic_convs(b: ConvBuilder, inplanes: int, planes: int, stride: tuple[int, .
 
 
 def bottleneck_convs(b: ConvBuilder, inplanes: int, planes: int, stride: tuple[int, ...], dilation: int, style: str,
-                     temporal: tuple[int, int]) -> list[nn.Module]:
-    """1x1 -> 3x3 -> 1x1 (x4 channels); the stride is on the 3x3 ('pytorch') or the first 1x1 ('caffe')."""
+                     temporal: tuple[int, int], conv2_groups: int = 1) -> list[nn.Module]:
+    """1x1 -> 3x3 -> 1x1 (x4 channels); the stride is on the 3x3 ('pytorch') or the first 1x1 ('caffe').
+    ``conv2_groups`` splits the 3x3 into groups (CSN's depthwise one)."""
     kt1, kt2 = temporal
     ones = (1,) * len(stride)
     stride1, stride2 = (ones, stride) if style == "pytorch" else (stride, ones)
     return [
         b.conv(inplanes, planes, b.shape(kt1, 1), stride1, b.shape(kt1 // 2, 0)),
-        b.conv(planes, planes, b.shape(kt2, 3), stride2, b.shape(kt2 // 2, dilation), b.shape(1, dilation)),
+        b.conv(planes, planes, b.shape(kt2, 3), stride2, b.shape(kt2 // 2, dilation), b.shape(1, dilation),
+               conv2_groups),
         b.conv(planes, planes * 4, 1, relu=False),
     ]
 

@@ -59,9 +59,9 @@ class ResNet3d(ResNetBase):
     chooses the temporal kernels, ``inflate_style`` how: '3x1x1' puts the 3 on conv1 of a
     bottleneck, '3x3x3' on conv2.
 
-    A family changes it through a hook, called while the stages are built (before
-    ``nn.Module.__init__``, so it may read only plain attributes the family set first):
-    :meth:`_lateral_channels`. Once built, ``stage_inplanes`` holds each
+    A family changes it through two hooks, called while the stages are built (before
+    ``nn.Module.__init__``, so they may read only plain attributes the family set first):
+    :meth:`_block_kind` and :meth:`_lateral_channels`. Once built, ``stage_inplanes`` holds each
     stage's input channels (without laterals).
     """
 
@@ -102,6 +102,7 @@ class ResNet3d(ResNetBase):
         del pretrained2d, frozen_stages, norm_eval, with_cp, zero_init_residual
         check_pretrained("ResNet3d", pretrained)
         kind, default_blocks = check_arch("ResNet3d", depth, style)
+        kind = self._block_kind(kind)
         if inflate_style not in INFLATE_STYLES:
             raise UserError(
                 f"ResNet3d: inflate_style={inflate_style!r} is not one of {', '.join(INFLATE_STYLES)}"
@@ -154,6 +155,10 @@ class ResNet3d(ResNetBase):
             pool2=nn.MaxPool3d((2, 1, 1), stride=(2, 1, 1)) if with_pool2 else None,
         )
         self.stage_inplanes = tuple(stage_inplanes)
+
+    def _block_kind(self, kind: BlockKind) -> BlockKind:
+        """The blocks of the stages, given those of ``depth``: a family with its own convs (CSN) changes them."""
+        return kind
 
     def _lateral_channels(self, inplanes: int) -> int:
         """Channels a lateral connection adds to the input of a stage whose own input has ``inplanes``
