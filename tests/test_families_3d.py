@@ -22,6 +22,7 @@ CASES = [
     "slowfast_r50_4x16_video", "slowfast_r50_8x8_raw",
     "r2plus1d_r34_video",
     "ircsn_r50_raw", "ipcsn_r50_raw",
+    "x3d_s_raw",
 ]
 # Keys of the reference's model that feature extraction does not use: the classification head.
 NOT_BUILT = ("cls_head.",)
@@ -54,6 +55,7 @@ SLOWFAST_SMALL = {"model.backbone.slow_pathway.stage_blocks": ONE_BLOCK,
     ("r2plus1d_r34_video", {"model.backbone.stage_blocks": ONE_BLOCK}, 8),
     ("ircsn_r50_raw", {"model.backbone.stage_blocks": ONE_BLOCK}, 8),
     ("ipcsn_r50_raw", {"model.backbone.stage_blocks": ONE_BLOCK}, 8),
+    ("x3d_s_raw", {}, 4),
 ])
 @torch.no_grad()
 def test_folded_channels_last_onednn_model_matches_the_plain_one(case: str, changes: dict[str, Any],
@@ -113,6 +115,11 @@ SLOWFAST = "slowfast_r50_4x16_video"
     ("r2plus1d_r34_video", {"model.backbone.conv_cfg.type": "Conv3d"}, "Conv2plus1d"),
     ("ircsn_r50_raw", {"model.backbone.depth": 34}, "depth=34"),
     ("ircsn_r50_raw", {"model.backbone.bottleneck_mode": "xy"}, "bottleneck_mode='xy'"),
+    ("x3d_s_raw", {"model.backbone.se_style": "third"}, "se_style='third'"),
+    ("x3d_s_raw", {"model.backbone.se_ratio": 0}, "se_ratio=0"),
+    ("x3d_s_raw", {"model.backbone.act_cfg.type": "Swish"}, "act_cfg"),
+    ("x3d_s_raw", {"model.backbone.num_stages": 5}, "num_stages=5"),
+    ("x3d_s_raw", {"model.backbone.spatial_strides": (2, 2)}, "spatial_strides"),
 ])
 def test_refusals(case: str, changes: dict[str, Any], message: str) -> None:
     with pytest.raises(UserError, match=message), torch.device("meta"):

@@ -32,10 +32,14 @@ class ResBlock(nn.Module):
         self.downsample = downsample
         self.non_local_block = non_local_block
 
-    def forward(self, x: Tensor) -> Tensor:
-        out = x
+    def inner(self, x: Tensor) -> Tensor:
+        """Every conv but the last; a block with more between them (X3D's squeeze-excitation) extends it."""
         for i in range(1, self.num_convs):
-            out = getattr(self, f"conv{i}")(out)
+            x = getattr(self, f"conv{i}")(x)
+        return x
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.inner(x)
         identity = x if self.downsample is None else self.downsample(x)
         last = getattr(self, f"conv{self.num_convs}")
         out = last.add_relu(out, identity) if isinstance(last, ConvModule) else torch.relu_(last(out) + identity)
