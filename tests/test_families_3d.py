@@ -15,6 +15,8 @@ from featx.config import load_config
 from featx.errors import UserError
 from featx.models import build_model, fuse_conv_bn, to_channels_last, use_onednn_fusion
 from featx.models.backbones.resnet2plus1d import Conv2plus1d
+from featx.models.necks.tpn import TPN
+from featx.registry import MODELS
 from test_models import randomize_, rel_err
 
 CASES = [
@@ -23,9 +25,11 @@ CASES = [
     "r2plus1d_r34_video",
     "ircsn_r50_raw", "ipcsn_r50_raw",
     "x3d_s_raw",
+    "tpn_slowonly_raw",
 ]
-# Keys of the reference's model that feature extraction does not use: the classification head.
-NOT_BUILT = ("cls_head.",)
+# Keys of the reference's model that feature extraction does not use: the classification head, and
+# TPN's auxiliary head (a loss on layer3, for training only).
+NOT_BUILT = ("cls_head.", "neck.aux_head.")
 
 
 def case_model_cfg(case: str, **changes: Any) -> dict[str, Any]:
@@ -56,6 +60,7 @@ SLOWFAST_SMALL = {"model.backbone.slow_pathway.stage_blocks": ONE_BLOCK,
     ("ircsn_r50_raw", {"model.backbone.stage_blocks": ONE_BLOCK}, 8),
     ("ipcsn_r50_raw", {"model.backbone.stage_blocks": ONE_BLOCK}, 8),
     ("x3d_s_raw", {}, 4),
+    ("tpn_slowonly_raw", {"model.backbone.stage_blocks": ONE_BLOCK}, 8),
 ])
 @torch.no_grad()
 def test_folded_channels_last_onednn_model_matches_the_plain_one(case: str, changes: dict[str, Any],
@@ -103,7 +108,18 @@ def test_conv2plus1d_middle_width_and_folding() -> None:
     assert conv.net is conv.conv_t
 
 
+@torch.no_grad()
+def test_tpn_neck_returns_the_fused_pyramid() -> None:
+    neck = MODELS.build(case_model_cfg("tpn_slowonly_raw")["neck"]).eval()
+    assert isinstance(neck, TPN)
+    out = neck((torch.randn(1, 1024, 8, 4, 4), torch.randn(1, 2048, 8, 2, 2)))
+    assert out.shape == (1, 2048, 1, 2, 2)
+    with pytest.raises(ValueError, match="several backbone stages"):
+        neck(torch.randn(1, 2048, 8, 2, 2))
+
+
 SLOWFAST = "slowfast_r50_4x16_video"
+TPN_CASE = "tpn_slowonly_raw"
 
 
 @pytest.mark.parametrize("case, changes, message", [
@@ -120,6 +136,13 @@ SLOWFAST = "slowfast_r50_4x16_video"
     ("x3d_s_raw", {"model.backbone.act_cfg.type": "Swish"}, "act_cfg"),
     ("x3d_s_raw", {"model.backbone.num_stages": 5}, "num_stages=5"),
     ("x3d_s_raw", {"model.backbone.spatial_strides": (2, 2)}, "spatial_strides"),
+    (TPN_CASE, {"model.neck.flow_type": "sideways"}, "flow_type='sideways'"),
+    (TPN_CASE, {"model.neck.level_fusion_cfg": None}, "level_fusion_cfg=None"),
+    (TPN_CASE, {"model.neck.temporal_modulation_cfg.downsample_scales": (8,)}, "downsample_scales"),
+    (TPN_CASE, {"model.neck.level_fusion_cfg.mid_channels": (1024,)}, "one entry per level"),
+    (TPN_CASE, {"model.neck.downsample_cfg.downsample_position": "during"}, "downsample_position='during'"),
+    (TPN_CASE, {"model.neck.upsample_cfg.size_factor": 2}, "upsample_cfg: .*size_factor"),
+    (TPN_CASE, {"model.neck.spatial_modulation_cfg.channels": 2}, "spatial_modulation_cfg: .*channels"),
 ])
 def test_refusals(case: str, changes: dict[str, Any], message: str) -> None:
     with pytest.raises(UserError, match=message), torch.device("meta"):
