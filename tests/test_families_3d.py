@@ -126,6 +126,7 @@ TPN_CASE = "tpn_slowonly_raw"
     (SLOWFAST, {"model.backbone.fast_pathway.type": "bninception"}, "fast_pathway type 'bninception'"),
     (SLOWFAST, {"model.backbone.slow_pathway.with_pool1": False}, "with_pool1=False"),
     (SLOWFAST, {"model.backbone.slow_pathway.unknown_arg": 1}, "unknown_arg"),
+    (SLOWFAST, {"model.backbone.speed_ratio": 16}, "resample_rate=8 must be a multiple of speed_ratio=16"),
     ("slowonly_r50_8x8_raw", {"model.backbone.lateral": True}, "lateral=True"),
     ("i3d_r50_video", {"model.backbone.act_cfg.type": "LeakyReLU"}, "act_cfg"),
     ("r2plus1d_r34_video", {"model.backbone.conv_cfg.type": "Conv3d"}, "Conv2plus1d"),

@@ -121,6 +121,11 @@ class ResNet3dSlowFast(nn.Module):
             if not cfg.get("with_pool1", True):
                 raise UserError(f"ResNet3dSlowFast: {name} with_pool1=False is not supported (MMAction2's "
                                 "SlowFast max-pools after the stem whatever it says)")
+        if not (isinstance(resample_rate, int) and isinstance(speed_ratio, int) and speed_ratio >= 1
+                and resample_rate >= speed_ratio and resample_rate % speed_ratio == 0):
+            raise UserError(f"ResNet3dSlowFast: resample_rate={resample_rate!r} must be a multiple of "
+                            f"speed_ratio={speed_ratio!r} (the fast pathway takes every "
+                            "resample_rate // speed_ratio-th frame, speed_ratio times as many as the slow one)")
         self.resample_rate = resample_rate
         self.speed_ratio = speed_ratio
         slow = dict(slow_pathway, type="ResNet3dPathway")
