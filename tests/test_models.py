@@ -183,7 +183,7 @@ def test_basic_block_3d_and_caffe_style_shapes() -> None:
         (with_changes(SLOWONLY_MODEL, non_local=((0, 1), 0, 0, 0)), r"non_local\[0\]"),
         (with_changes(TSN_MODEL, pretrained="torchvision://resnet50"), "only from the CHECKPOINT"),
         (with_changes(SLOWONLY_MODEL, pretrained="ckpt.pth"), "only from the CHECKPOINT"),
-        (dict(TSN_MODEL, neck=dict(type="TPN")), "neck is not supported"),
+        (dict(TSN_MODEL, neck=dict(type="FPN")), "neck is not supported"),
         (with_changes(TSN_MODEL, depth=42), "depth=42"),
         (with_changes(TSN_MODEL, style="tf"), "style='tf'"),
         (with_changes(TSN_MODEL, out_indices=(4,)), "out_indices"),

@@ -8,7 +8,7 @@ the 3D one with the temporal axis dropped (:meth:`ConvBuilder.shape`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -32,10 +32,14 @@ class ResBlock(nn.Module):
         self.downsample = downsample
         self.non_local_block = non_local_block
 
-    def forward(self, x: Tensor) -> Tensor:
-        out = x
+    def inner(self, x: Tensor) -> Tensor:
+        """Every conv but the last; a block with more between them (X3D's squeeze-excitation) extends it."""
         for i in range(1, self.num_convs):
-            out = getattr(self, f"conv{i}")(out)
+            x = getattr(self, f"conv{i}")(x)
+        return x
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.inner(x)
         identity = x if self.downsample is None else self.downsample(x)
         last = getattr(self, f"conv{self.num_convs}")
         out = last.add_relu(out, identity) if isinstance(last, ConvModule) else torch.relu_(last(out) + identity)
@@ -58,14 +62,16 @@ def basic_convs(b: ConvBuilder, inplanes: int, planes: int, stride: tuple[int, .
 
 
 def bottleneck_convs(b: ConvBuilder, inplanes: int, planes: int, stride: tuple[int, ...], dilation: int, style: str,
-                     temporal: tuple[int, int]) -> list[nn.Module]:
-    """1x1 -> 3x3 -> 1x1 (x4 channels); the stride is on the 3x3 ('pytorch') or the first 1x1 ('caffe')."""
+                     temporal: tuple[int, int], conv2_groups: int = 1) -> list[nn.Module]:
+    """1x1 -> 3x3 -> 1x1 (x4 channels); the stride is on the 3x3 ('pytorch') or the first 1x1 ('caffe').
+    ``conv2_groups`` splits the 3x3 into groups (CSN's depthwise one)."""
     kt1, kt2 = temporal
     ones = (1,) * len(stride)
     stride1, stride2 = (ones, stride) if style == "pytorch" else (stride, ones)
     return [
         b.conv(inplanes, planes, b.shape(kt1, 1), stride1, b.shape(kt1 // 2, 0)),
-        b.conv(planes, planes, b.shape(kt2, 3), stride2, b.shape(kt2 // 2, dilation), b.shape(1, dilation)),
+        b.conv(planes, planes, b.shape(kt2, 3), stride2, b.shape(kt2 // 2, dilation), b.shape(1, dilation),
+               conv2_groups),
         b.conv(planes, planes * 4, 1, relu=False),
     ]
 
@@ -183,6 +189,13 @@ def check_arch(backbone: str, depth: int, style: str) -> tuple[BlockKind, tuple[
     if style not in STYLES:
         raise UserError(f"{backbone}: style={style!r} is not one of {', '.join(STYLES)}")
     return ARCH_SETTINGS[depth]
+
+
+def check_relu(backbone: str, act_cfg: Any) -> None:
+    """The blocks' activation must be ReLU: :class:`ResBlock` ends in one (as MMAction2's 2D blocks
+    always do and its 3D ones do with ``act_cfg=dict(type='ReLU')``)."""
+    if not isinstance(act_cfg, Mapping) or act_cfg.get("type") != "ReLU":
+        raise UserError(f"{backbone}: act_cfg={act_cfg!r} is not supported (featx's residual blocks end in a ReLU)")
 
 
 def check_stages(

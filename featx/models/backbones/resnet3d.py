@@ -1,4 +1,4 @@
-"""MMAction2 0.x's ``ResNet3d`` and ``ResNet3dSlowOnly`` (inflated 3D ResNets, no SlowFast laterals)."""
+"""MMAction2 0.x's ``ResNet3d``: the inflated 3D ResNet that the other 3D ResNet families build on."""
 from __future__ import annotations
 
 import functools
@@ -17,14 +17,15 @@ from featx.models.residual import (
     ResNetBase,
     check_arch,
     check_pretrained,
+    check_relu,
     check_stages,
     make_res_layer,
 )
 from featx.registry import MODELS
 
 INFLATE_STYLES = ("3x1x1", "3x3x3")
-_CONV3D = MappingProxyType({"type": "Conv3d"})
-_BN3D = MappingProxyType({"type": "BN3d", "requires_grad": True})
+CONV3D = MappingProxyType({"type": "Conv3d"})
+BN3D = MappingProxyType({"type": "BN3d", "requires_grad": True})
 
 
 def _triple(value: int | Sequence[int]) -> tuple[int, int, int]:
@@ -57,6 +58,11 @@ class ResNet3d(ResNetBase):
     ``inflate`` (per stage: an int for all its blocks or one value per block; 1 means inflated)
     chooses the temporal kernels, ``inflate_style`` how: '3x1x1' puts the 3 on conv1 of a
     bottleneck, '3x3x3' on conv2.
+
+    A family changes it through two hooks, called while the stages are built (before
+    ``nn.Module.__init__``, so they may read only plain attributes the family set first):
+    :meth:`_block_kind` and :meth:`_lateral_channels`. Once built, ``stage_inplanes`` holds each
+    stage's input channels (without laterals).
     """
 
     def __init__(
@@ -83,8 +89,8 @@ class ResNet3d(ResNetBase):
         frozen_stages: int = -1,
         inflate: int | Sequence[Any] = (1, 1, 1, 1),
         inflate_style: str = "3x1x1",
-        conv_cfg: Mapping[str, Any] | None = _CONV3D,
-        norm_cfg: Mapping[str, Any] | None = _BN3D,
+        conv_cfg: Mapping[str, Any] | None = CONV3D,
+        norm_cfg: Mapping[str, Any] | None = BN3D,
         act_cfg: Mapping[str, Any] | None = RELU,
         norm_eval: bool = False,
         with_cp: bool = False,
@@ -96,6 +102,7 @@ class ResNet3d(ResNetBase):
         del pretrained2d, frozen_stages, norm_eval, with_cp, zero_init_residual
         check_pretrained("ResNet3d", pretrained)
         kind, default_blocks = check_arch("ResNet3d", depth, style)
+        kind = self._block_kind(kind)
         if inflate_style not in INFLATE_STYLES:
             raise UserError(
                 f"ResNet3d: inflate_style={inflate_style!r} is not one of {', '.join(INFLATE_STYLES)}"
@@ -108,9 +115,11 @@ class ResNet3d(ResNetBase):
         stage_inflate = _expand(inflate, num_stages, "inflate", exact=False)
         stage_non_local = _expand(non_local, num_stages, "non_local", exact=False)
         check_layer_cfgs("ResNet3d", conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)
+        check_relu("ResNet3d", act_cfg)
         b = ConvBuilder(3, conv_cfg, norm_cfg, act_cfg)
 
         stages = []
+        stage_inplanes = []
         inplanes = base_channels
         for i, num_blocks in enumerate(blocks):
             non_local_blocks = [
@@ -123,8 +132,9 @@ class ResNet3d(ResNetBase):
                 for flag in _expand(stage_inflate[i], num_blocks, f"inflate[{i}]")
             ]
             stride = (temporal_strides[i], spatial_strides[i], spatial_strides[i])
-            stages.append(make_res_layer(b, kind, inplanes, planes, stride, dilations[i], style, temporal,
-                                         non_local_blocks))
+            stage_inplanes.append(inplanes)
+            stages.append(make_res_layer(b, kind, inplanes + self._lateral_channels(inplanes), planes, stride,
+                                         dilations[i], style, temporal, non_local_blocks))
             inplanes = planes * kind.expansion
 
         kernel = _triple(conv1_kernel)
@@ -144,36 +154,14 @@ class ResNet3d(ResNetBase):
             out_indices=out_indices,
             pool2=nn.MaxPool3d((2, 1, 1), stride=(2, 1, 1)) if with_pool2 else None,
         )
+        self.stage_inplanes = tuple(stage_inplanes)
 
+    def _block_kind(self, kind: BlockKind) -> BlockKind:
+        """The blocks of the stages, given those of ``depth``: a family with its own convs (CSN) changes them."""
+        return kind
 
-@MODELS.register()
-class ResNet3dSlowOnly(ResNet3d):
-    """MMAction2 0.x ``ResNet3dSlowOnly``: the slow pathway of SlowFast without lateral connections.
+    def _lateral_channels(self, inplanes: int) -> int:
+        """Channels a lateral connection adds to the input of a stage whose own input has ``inplanes``
+        (SlowFast's slow pathway); none here."""
+        return 0
 
-    Only its defaults differ from :class:`ResNet3d`; the SlowFast lateral arguments are accepted
-    but ``lateral=True`` is not supported.
-    """
-
-    def __init__(
-        self,
-        depth: int,
-        *,
-        lateral: bool = False,
-        conv1_kernel: int | Sequence[int] = (1, 7, 7),
-        conv1_stride_t: int = 1,
-        pool1_stride_t: int = 1,
-        inflate: int | Sequence[Any] = (0, 0, 1, 1),
-        with_pool2: bool = False,
-        lateral_norm: bool = False,
-        speed_ratio: int = 8,
-        channel_ratio: int = 8,
-        fusion_kernel: int = 5,
-        **kwargs: Any,
-    ) -> None:
-        if lateral:
-            raise UserError("ResNet3dSlowOnly: lateral=True (SlowFast lateral connections) is not supported")
-        del lateral_norm, speed_ratio, channel_ratio, fusion_kernel  # used only by lateral connections
-        super().__init__(
-            depth, conv1_kernel=conv1_kernel, conv1_stride_t=conv1_stride_t, pool1_stride_t=pool1_stride_t,
-            inflate=inflate, with_pool2=with_pool2, **kwargs,
-        )

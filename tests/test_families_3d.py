@@ -1,0 +1,150 @@
+"""The 3D families: MMAction2's layouts from the shipped configs, the fast path equal to the plain model,
+the refusals."""
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import GOLDEN, ROOT
+from featx.config import load_config
+from featx.errors import UserError
+from featx.models import build_model, fuse_conv_bn, to_channels_last, use_onednn_fusion
+from featx.models.backbones.resnet2plus1d import Conv2plus1d
+from featx.models.necks.tpn import TPN
+from featx.registry import MODELS
+from test_models import randomize_, rel_err
+
+CASES = [
+    "i3d_r50_video", "slowonly_r50_8x8_raw", "slowonly_r50_nl_raw",
+    "slowfast_r50_4x16_video", "slowfast_r50_8x8_raw",
+    "r2plus1d_r34_video",
+    "ircsn_r50_raw", "ipcsn_r50_raw",
+    "x3d_s_raw",
+    "tpn_slowonly_raw",
+]
+# Keys of the reference's model that feature extraction does not use: the classification head, and
+# TPN's auxiliary head (a loss on layer3, for training only).
+NOT_BUILT = ("cls_head.", "neck.aux_head.")
+
+
+def case_model_cfg(case: str, **changes: Any) -> dict[str, Any]:
+    """The ``model`` dict of the case's shipped config with its cfg_options (and ``changes``)."""
+    opts = json.loads((GOLDEN / f"{case}.options.json").read_text())
+    cfg = load_config(ROOT / "configs" / "recognition" / opts["config"], {**opts["cfg_options"], **changes})
+    return cfg.model.to_dict()
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_state_dict_matches_mmaction_layout(case: str) -> None:
+    layout = json.loads((GOLDEN / f"{case}.layout.json").read_text())
+    expected = {k: (shape, dtype) for k, shape, dtype in layout if not k.startswith(NOT_BUILT)}
+    with torch.device("meta"):  # shapes only: no weights to initialise
+        model = build_model(case_model_cfg(case))
+    ours = {k: (list(t.shape), str(t.dtype).removeprefix("torch.")) for k, t in model.state_dict().items()}
+    assert ours == expected
+
+
+ONE_BLOCK = (1, 1, 1, 1)  # one block a stage: the same kinds of layers, fewer of them
+SLOWFAST_SMALL = {"model.backbone.slow_pathway.stage_blocks": ONE_BLOCK,
+                  "model.backbone.fast_pathway.stage_blocks": ONE_BLOCK}
+
+
+@pytest.mark.parametrize("case, changes, frames", [
+    ("slowfast_r50_8x8_raw", SLOWFAST_SMALL, 16),
+    ("r2plus1d_r34_video", {"model.backbone.stage_blocks": ONE_BLOCK}, 8),
+    ("ircsn_r50_raw", {"model.backbone.stage_blocks": ONE_BLOCK}, 8),
+    ("ipcsn_r50_raw", {"model.backbone.stage_blocks": ONE_BLOCK}, 8),
+    ("x3d_s_raw", {}, 4),
+    ("tpn_slowonly_raw", {"model.backbone.stage_blocks": ONE_BLOCK}, 8),
+])
+@torch.no_grad()
+def test_folded_channels_last_onednn_model_matches_the_plain_one(case: str, changes: dict[str, Any],
+                                                                 frames: int) -> None:
+    plain = randomize_(build_model(case_model_cfg(case, **changes)))
+    fast = copy.deepcopy(plain)
+    fuse_conv_bn(fast)
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in fast.modules())
+    # R(2+1)D has no plain Conv3d ConvModule for oneDNN to run
+    onednn = torch.backends.mkldnn.is_available() and not case.startswith("r2plus1d")
+    assert use_onednn_fusion(fast) == onednn
+    to_channels_last(fast)
+    x = torch.randn((1, 2, 3, frames, 32, 32), generator=torch.Generator().manual_seed(0))
+    assert rel_err(fast(x), plain(x)) < 1e-5
+
+
+@torch.no_grad()
+def test_slowfast_pathways_see_every_nth_frame_and_are_concatenated() -> None:
+    model = build_model(case_model_cfg("slowfast_r50_8x8_raw", **SLOWFAST_SMALL))
+    backbone = model.backbone  # resample_rate 4, speed_ratio 4: the fast pathway sees every frame
+    seen: dict[str, torch.Tensor] = {}
+
+    def recording(name: str, stem: Any) -> Any:
+        def stem_input_kept(x: torch.Tensor) -> torch.Tensor:
+            seen[name] = x
+            return stem(x)
+        return stem_input_kept
+
+    for name in ("slow_path", "fast_path"):
+        path = getattr(backbone, name)
+        path.stem = recording(name, path.stem)
+    x = torch.arange(16.0).reshape(1, 1, 16, 1, 1).expand(1, 3, 16, 32, 32).contiguous()
+    slow, fast = backbone(x)
+    assert seen["slow_path"][0, 0, :, 0, 0].tolist() == [0.0, 4.0, 8.0, 12.0]
+    assert torch.equal(seen["fast_path"], x)
+    assert (slow.shape[1:3], fast.shape[1:3]) == ((2048, 4), (256, 16))
+    assert model(x[None]).shape == (1, 2304)
+
+
+def test_conv2plus1d_middle_width_and_folding() -> None:
+    conv = Conv2plus1d(64, 128, (3, 3, 3), 2, 1, bias=False)
+    assert conv.conv_s.out_channels == int(3 * 64 * 128 * 9 / (64 * 9 + 3 * 128)) == 230
+    assert (conv.conv_s.stride, conv.conv_t.stride, conv.conv_t.padding) == ((1, 2, 2), (2, 1, 1), (1, 0, 0))
+    assert conv.bn_s.eps == 1e-5  # its own norm_cfg, not the backbone's
+    assert conv.net is conv.conv_t
+
+
+@torch.no_grad()
+def test_tpn_neck_returns_the_fused_pyramid() -> None:
+    neck = MODELS.build(case_model_cfg("tpn_slowonly_raw")["neck"]).eval()
+    assert isinstance(neck, TPN)
+    out = neck((torch.randn(1, 1024, 8, 4, 4), torch.randn(1, 2048, 8, 2, 2)))
+    assert out.shape == (1, 2048, 1, 2, 2)
+    with pytest.raises(ValueError, match="several backbone stages"):
+        neck(torch.randn(1, 2048, 8, 2, 2))
+
+
+SLOWFAST = "slowfast_r50_4x16_video"
+TPN_CASE = "tpn_slowonly_raw"
+
+
+@pytest.mark.parametrize("case, changes, message", [
+    (SLOWFAST, {"model.backbone.fast_pathway.type": "bninception"}, "fast_pathway type 'bninception'"),
+    (SLOWFAST, {"model.backbone.slow_pathway.with_pool1": False}, "with_pool1=False"),
+    (SLOWFAST, {"model.backbone.slow_pathway.unknown_arg": 1}, "unknown_arg"),
+    (SLOWFAST, {"model.backbone.speed_ratio": 16}, "resample_rate=8 must be a multiple of speed_ratio=16"),
+    ("slowonly_r50_8x8_raw", {"model.backbone.lateral": True}, "lateral=True"),
+    ("i3d_r50_video", {"model.backbone.act_cfg.type": "LeakyReLU"}, "act_cfg"),
+    ("r2plus1d_r34_video", {"model.backbone.conv_cfg.type": "Conv3d"}, "Conv2plus1d"),
+    ("ircsn_r50_raw", {"model.backbone.depth": 34}, "depth=34"),
+    ("ircsn_r50_raw", {"model.backbone.bottleneck_mode": "xy"}, "bottleneck_mode='xy'"),
+    ("x3d_s_raw", {"model.backbone.se_style": "third"}, "se_style='third'"),
+    ("x3d_s_raw", {"model.backbone.se_ratio": 0}, "se_ratio=0"),
+    ("x3d_s_raw", {"model.backbone.act_cfg.type": "Swish"}, "act_cfg"),
+    ("x3d_s_raw", {"model.backbone.num_stages": 5}, "num_stages=5"),
+    ("x3d_s_raw", {"model.backbone.spatial_strides": (2, 2)}, "spatial_strides"),
+    (TPN_CASE, {"model.neck.flow_type": "sideways"}, "flow_type='sideways'"),
+    (TPN_CASE, {"model.neck.level_fusion_cfg": None}, "level_fusion_cfg=None"),
+    (TPN_CASE, {"model.neck.temporal_modulation_cfg.downsample_scales": (8,)}, "downsample_scales"),
+    (TPN_CASE, {"model.neck.level_fusion_cfg.mid_channels": (1024,)}, "one entry per level"),
+    (TPN_CASE, {"model.neck.downsample_cfg.downsample_position": "during"}, "downsample_position='during'"),
+    (TPN_CASE, {"model.neck.upsample_cfg.size_factor": 2}, "upsample_cfg: .*size_factor"),
+    (TPN_CASE, {"model.neck.spatial_modulation_cfg.channels": 2}, "spatial_modulation_cfg: .*channels"),
+])
+def test_refusals(case: str, changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(UserError, match=message), torch.device("meta"):
+        build_model(case_model_cfg(case, **changes))
