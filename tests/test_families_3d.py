@@ -105,7 +105,7 @@ def test_conv2plus1d_middle_width_and_folding() -> None:
     assert conv.conv_s.out_channels == int(3 * 64 * 128 * 9 / (64 * 9 + 3 * 128)) == 230
     assert (conv.conv_s.stride, conv.conv_t.stride, conv.conv_t.padding) == ((1, 2, 2), (2, 1, 1), (1, 0, 0))
     assert conv.bn_s.eps == 1e-5  # its own norm_cfg, not the backbone's
-    assert conv.net is conv.conv_t
+    assert conv.output_conv is conv.conv_t
 
 
 @torch.no_grad()

@@ -11,9 +11,11 @@ from featx.models.layers import ConvModule
 
 
 def underlying_conv(module: nn.Module) -> _ConvNd | None:
-    """The convolution ``module`` is, or wraps in ``.net`` (a temporal shift before a conv)."""
+    """The convolution whose output ``module`` returns as it is: the module itself, the conv a layer names
+    ``output_conv`` (R(2+1)D's temporal conv), or the one a wrapper keeps in ``.net`` (a temporal shift
+    before a conv); a BatchNorm after ``module`` can fold into it."""
     while not isinstance(module, _ConvNd):
-        module = getattr(module, "net", None)
+        module = getattr(module, "output_conv", None) or getattr(module, "net", None)
         if not isinstance(module, nn.Module):
             return None
     return None if module.transposed else module

@@ -44,7 +44,7 @@ class Conv2plus1d(nn.Module):
         self.conv_t = nn.Conv3d(mid_channels, out_channels, (kt, 1, 1), (st, 1, 1), (pt, 0, 0), bias=bias)
 
     @property
-    def net(self) -> nn.Conv3d:
+    def output_conv(self) -> nn.Conv3d:
         """The conv that gives the output (``conv_t``): a norm that follows this layer folds into it."""
         return self.conv_t
 
