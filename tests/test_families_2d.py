@@ -1,4 +1,4 @@
-"""2D backbones that mix neighbouring views (TSM) and TRN's plain ResNet:
+"""2D backbones that mix neighbouring views (TSM, MobileNetV2-TSM) and TRN's plain ResNet:
 MMAction2 layouts from the shipped configs, the temporal shift's arithmetic, the fast path, the
 view-group rule and the refusals."""
 from __future__ import annotations
@@ -15,10 +15,11 @@ from conftest import GOLDEN, ROOT
 from featx.config import load_config
 from featx.errors import UserError
 from featx.models import build_model, fuse_conv_bn, to_channels_last, use_onednn_fusion
+from featx.models.backbones.mobilenet_v2 import make_divisible
 from featx.models.backbones.resnet_tsm import temporal_shift
 from test_models import randomize_, rel_err
 
-CASES = ["tsm_r50_video", "tsm_r50_nl_raw", "trn_r50_raw"]
+CASES = ["tsm_r50_video", "tsm_r50_nl_raw", "tsm_mobilenetv2_dense_raw", "trn_r50_raw"]
 
 
 def case_model_cfg(case: str) -> dict[str, Any]:
@@ -67,7 +68,8 @@ def fast_path(model: nn.Module) -> nn.Module:
     return to_channels_last(fast)
 
 
-@pytest.mark.parametrize("case, folded_pairs", [("tsm_r50_video", 53), ("tsm_r50_nl_raw", 58)])
+@pytest.mark.parametrize("case, folded_pairs", [("tsm_r50_video", 53), ("tsm_r50_nl_raw", 58),
+                                                ("tsm_mobilenetv2_dense_raw", 52)])
 @torch.no_grad()
 def test_folded_channels_last_model_matches_the_plain_one(case: str, folded_pairs: int) -> None:
     model = randomize_(build_model(case_model_cfg(case)))
@@ -114,6 +116,18 @@ def test_shift_places_and_deep_resnets() -> None:
     assert "backbone.layer1.1.conv1.conv.weight" in deep
 
 
+@pytest.mark.parametrize("widen_factor, channels", [(1.0, (32, 16, 24, 32, 64, 96, 160, 320, 1280)),
+                                                    (0.5, (16, 8, 16, 16, 32, 48, 80, 160, 1280)),
+                                                    (1.4, (48, 24, 32, 48, 88, 136, 224, 448, 1792))])
+def test_mobilenet_v2_widths(widen_factor: float, channels: tuple[int, ...]) -> None:
+    backbone = build_model(with_backbone(case_model_cfg("tsm_mobilenetv2_dense_raw"),
+                                         widen_factor=widen_factor)).backbone
+    outs = [backbone.conv1.conv.out_channels] + [
+        getattr(backbone, f"layer{i}")[-1].conv[-1].conv.out_channels for i in range(1, 8)]
+    assert tuple(outs + [backbone.conv2.conv.out_channels]) == channels
+    assert make_divisible(10, 8) == 16  # 8 would lose more than 10 %
+
+
 @pytest.mark.parametrize(
     "model, message",
     [
@@ -131,6 +145,7 @@ def test_shift_places_and_deep_resnets() -> None:
         (lambda: with_backbone(case_model_cfg("tsm_r50_nl_raw"), shift_place="block"), "non-local blocks need"),
         (lambda: with_backbone(case_model_cfg("tsm_r50_nl_raw"), non_local_cfg=dict(mode="cosine")), "mode='cosine'"),
         (lambda: with_backbone(case_model_cfg("tsm_r50_nl_raw"), non_local_cfg=dict(size=3)), "non_local_cfg=.*size"),
+        (lambda: with_backbone(case_model_cfg("tsm_mobilenetv2_dense_raw"), out_indices=(8,)), "out_indices"),
     ],
 )
 def test_refusals_are_one_line_user_errors(model: Any, message: str) -> None:
