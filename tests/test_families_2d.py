@@ -1,4 +1,4 @@
-"""2D backbones that mix neighbouring views (TSM, MobileNetV2-TSM) and TRN's plain ResNet:
+"""2D backbones that mix neighbouring views (TSM, MobileNetV2-TSM, TANet) and TRN's plain ResNet:
 MMAction2 layouts from the shipped configs, the temporal shift's arithmetic, the fast path, the
 view-group rule and the refusals."""
 from __future__ import annotations
@@ -19,7 +19,7 @@ from featx.models.backbones.mobilenet_v2 import make_divisible
 from featx.models.backbones.resnet_tsm import temporal_shift
 from test_models import randomize_, rel_err
 
-CASES = ["tsm_r50_video", "tsm_r50_nl_raw", "tsm_mobilenetv2_dense_raw", "trn_r50_raw"]
+CASES = ["tsm_r50_video", "tsm_r50_nl_raw", "tsm_mobilenetv2_dense_raw", "tanet_r50_dense_raw", "trn_r50_raw"]
 
 
 def case_model_cfg(case: str) -> dict[str, Any]:
@@ -69,7 +69,7 @@ def fast_path(model: nn.Module) -> nn.Module:
 
 
 @pytest.mark.parametrize("case, folded_pairs", [("tsm_r50_video", 53), ("tsm_r50_nl_raw", 58),
-                                                ("tsm_mobilenetv2_dense_raw", 52)])
+                                                ("tsm_mobilenetv2_dense_raw", 52), ("tanet_r50_dense_raw", 69)])
 @torch.no_grad()
 def test_folded_channels_last_model_matches_the_plain_one(case: str, folded_pairs: int) -> None:
     model = randomize_(build_model(case_model_cfg(case)))
@@ -81,6 +81,12 @@ def test_folded_channels_last_model_matches_the_plain_one(case: str, folded_pair
     assert norms - sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in fast.modules()) == folded_pairs
     x = torch.randn(1, 8, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     assert rel_err(fast.forward_views(x), model.forward_views(x)) < 1e-5
+
+
+def test_tanet_folds_the_local_branch_only() -> None:
+    tam = fuse_conv_bn(build_model(case_model_cfg("tanet_r50_dense_raw"))).backbone.layer1[0].tam
+    assert isinstance(tam.L[1], nn.Identity) and tam.L[0].bias is not None
+    assert isinstance(tam.G[1], nn.BatchNorm1d)  # Linear + BatchNorm1d: not a conv, left as it is
 
 
 @torch.no_grad()
@@ -104,6 +110,7 @@ def test_view_group_follows_what_mixes_views() -> None:
     tsm = case_model_cfg("tsm_r50_video")
     assert build_model(with_backbone(tsm, is_shift=False)).view_group == 1
     assert build_model(with_backbone(tsm, num_segments=4)).view_group == 4
+    assert build_model(case_model_cfg("tanet_r50_dense_raw")).view_group == 8
     assert build_model(case_model_cfg("trn_r50_raw")).view_group == 1
 
 
@@ -146,6 +153,11 @@ def test_mobilenet_v2_widths(widen_factor: float, channels: tuple[int, ...]) -> 
         (lambda: with_backbone(case_model_cfg("tsm_r50_nl_raw"), non_local_cfg=dict(mode="cosine")), "mode='cosine'"),
         (lambda: with_backbone(case_model_cfg("tsm_r50_nl_raw"), non_local_cfg=dict(size=3)), "non_local_cfg=.*size"),
         (lambda: with_backbone(case_model_cfg("tsm_mobilenetv2_dense_raw"), out_indices=(8,)), "out_indices"),
+        (lambda: with_backbone(case_model_cfg("tanet_r50_dense_raw"), depth=18), "bottleneck"),
+        (lambda: with_backbone(case_model_cfg("tanet_r50_dense_raw"), num_segments=2), "at least 3"),
+        (lambda: with_backbone(case_model_cfg("tanet_r50_dense_raw"), tam_cfg=dict(gamma=1)), "tam_cfg=.*gamma"),
+        (lambda: with_backbone(case_model_cfg("tanet_r50_dense_raw"), tam_cfg=dict(adaptive_convolution_stride=2)),
+         "number of frames must stay the same"),
     ],
 )
 def test_refusals_are_one_line_user_errors(model: Any, message: str) -> None:
