@@ -79,7 +79,7 @@ def test_folded_channels_last_model_matches_the_plain_one(case: str, folded_pair
     norms = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     fast = fast_path(model)
     assert norms - sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in fast.modules()) == folded_pairs
-    x = torch.randn(1, 8, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(1, 8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     assert rel_err(fast.forward_views(x), model.forward_views(x)) < 1e-5
 
 
@@ -98,7 +98,7 @@ def test_views_must_come_in_whole_groups_and_chunks_keep_them() -> None:
     with pytest.raises(ValueError, match="not whole groups of 8"):
         whole.forward_views(x[:, :12])
     expected = whole.forward_views(x)
-    for views, rounded in ((3, 8), (10, 8), (16, 16)):
+    for views, rounded in ((3, 8), (10, 8)):  # smaller than a group: rounded up; else down to whole groups
         cfg["test_cfg"]["max_testing_views"] = views
         chunked = build_model(cfg)
         chunked.load_state_dict(whole.state_dict())

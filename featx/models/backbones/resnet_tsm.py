@@ -105,38 +105,40 @@ class ResNetTSM(ResNet):
         temporal_pool: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(depth, **kwargs)
         num_segments = positive_int("ResNetTSM", "num_segments", num_segments)
         if temporal_pool:
             raise UserError("ResNetTSM: temporal_pool=True is not supported: it changes the batch inside the "
                             "backbone, so the reference's feature vector for it is an artefact")
+        if is_shift:
+            positive_int("ResNetTSM", "shift_div", shift_div)
+            if shift_place != "block" and not (isinstance(shift_place, str) and "blockres" in shift_place):
+                # MMAction2 takes any name containing 'blockres' for it
+                raise UserError(f"ResNetTSM: shift_place={shift_place!r} is not one of {', '.join(SHIFT_PLACES)}")
+        super().__init__(depth, **kwargs)
         stages = list(self.stages())
         non_local_cfg = dict(non_local_cfg or {})
         if is_shift:
-            self._add_temporal_shift(stages, num_segments, positive_int("ResNetTSM", "shift_div", shift_div),
-                                     shift_place)
+            self._add_temporal_shift(stages, num_segments, shift_div, shift_place == "block")
         with_non_local = bool(non_local_cfg) and self._add_non_local(  # MMAction2: only with a non_local_cfg
             stages, num_segments, non_local, non_local_cfg, is_shift and shift_place == "block")
         self.num_segments = num_segments
         self.view_group = num_segments if is_shift or with_non_local else 1
 
     def _add_temporal_shift(self, stages: list[nn.Module], num_segments: int, shift_div: int,
-                            shift_place: Any) -> None:
+                            whole_blocks: bool) -> None:
         if len(stages) != 4:
             raise UserError(f"ResNetTSM: the temporal shift needs num_stages=4, got {len(stages)}")
-        if shift_place == "block":
+        if whole_blocks:
             self.wrap_blocks(lambda s, i, block: TemporalShift(block, num_segments, shift_div))
-        elif isinstance(shift_place, str) and "blockres" in shift_place:  # MMAction2 takes any such name
-            every = 2 if len(stages[2]) >= 23 else 1  # deep ResNets shift every second block only
+            return
+        every = 2 if len(stages[2]) >= 23 else 1  # deep ResNets shift every second block only
 
-            def shift_conv1(s: int, i: int, block: nn.Module) -> nn.Module:
-                if i % every == 0:
-                    block.conv1.conv = TemporalShift(block.conv1.conv, num_segments, shift_div)
-                return block
+        def shift_conv1(s: int, i: int, block: nn.Module) -> nn.Module:
+            if i % every == 0:
+                block.conv1.conv = TemporalShift(block.conv1.conv, num_segments, shift_div)
+            return block
 
-            self.wrap_blocks(shift_conv1)
-        else:
-            raise UserError(f"ResNetTSM: shift_place={shift_place!r} is not one of {', '.join(SHIFT_PLACES)}")
+        self.wrap_blocks(shift_conv1)
 
     def _add_non_local(self, stages: list[nn.Module], num_segments: int, non_local: Any,
                        non_local_cfg: dict[str, Any], blocks_shifted: bool) -> bool:

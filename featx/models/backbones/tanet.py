@@ -87,8 +87,7 @@ class TANet(ResNet):
 
     def __init__(self, depth: int, num_segments: int, tam_cfg: Mapping[str, Any] | None = None,
                  **kwargs: Any) -> None:
-        super().__init__(depth, **kwargs)
-        if ARCH_SETTINGS[depth][0] is not BOTTLENECK:
+        if depth in ARCH_SETTINGS and ARCH_SETTINGS[depth][0] is not BOTTLENECK:
             raise UserError(f"TANet: depth={depth} has basic blocks; TA-Blocks exist for bottleneck ResNets "
                             "only (depth 50, 101, 152)")
         if positive_int("TANet", "num_segments", num_segments) < 3:
@@ -98,5 +97,6 @@ class TANet(ResNet):
             check_arguments(TAM, (1, num_segments), tam_cfg)
         except TypeError as exc:
             raise UserError(f"TANet: tam_cfg={tam_cfg!r}: {exc}") from None
+        super().__init__(depth, **kwargs)
         self.wrap_blocks(lambda s, i, block: TABlock(block, num_segments, tam_cfg))
         self.num_segments = self.view_group = num_segments
