@@ -23,14 +23,20 @@ SHIFT_PLACES = ("block", "blockres")
 def temporal_shift(x: Tensor, num_segments: int, shift_div: int) -> Tensor:
     """(N, C, H, W) with N a whole number of clips of ``num_segments`` frames: the first
     ``C // shift_div`` channels come from the next frame, the next ``C // shift_div`` from the previous
-    one, the rest stay; a clip's ends are filled with zeros made as ``v - v`` (as MMAction2 does)."""
+    one, the rest stay. A clip's ends are filled with zeros made as ``v - v`` from its first frame, as
+    MMAction2 does (NaN where that is infinite). Written into a tensor of ``x``'s memory format, so a
+    channels-last input stays channels-last for the conv that follows."""
     n, c, h, w = x.shape
-    x = x.view(-1, num_segments, c, h * w)
+    out = torch.empty_like(x)
+    src, dst = x.view(-1, num_segments, c, h * w), out.view(-1, num_segments, c, h * w)
     fold = c // shift_div
-    left, mid, right = x[:, :, :fold], x[:, :, fold:2 * fold], x[:, :, 2 * fold:]
-    left = torch.cat((left[:, 1:], left[:, :1] - left[:, :1]), 1)
-    mid = torch.cat((mid[:, :1] - mid[:, :1], mid[:, :-1]), 1)
-    return torch.cat((left, mid, right), 2).view(n, c, h, w)
+    left, mid = slice(0, fold), slice(fold, 2 * fold)
+    dst[:, :-1, left] = src[:, 1:, left]
+    dst[:, -1:, left] = src[:, :1, left] - src[:, :1, left]
+    dst[:, 1:, mid] = src[:, :-1, mid]
+    dst[:, :1, mid] = src[:, :1, mid] - src[:, :1, mid]
+    dst[:, :, 2 * fold:] = src[:, :, 2 * fold:]
+    return out
 
 
 class TemporalShift(nn.Module):
