@@ -61,24 +61,30 @@ def test_temporal_shift_moves_channels_between_frames() -> None:
     assert temporal_shift(x, 3, 4)[2, 0].isnan().all()
 
 
-def fast_path(model: nn.Module) -> nn.Module:
-    """What ``featx.extract.prepare_model`` does to a CPU float32 model."""
+def fast_path(model: nn.Module) -> tuple[nn.Module, bool]:
+    """What ``featx.extract.prepare_model`` does to a CPU float32 model; and whether oneDNN is used."""
     fast = fuse_conv_bn(copy.deepcopy(model))
-    use_onednn_fusion(fast)
-    return to_channels_last(fast)
+    onednn = use_onednn_fusion(fast)
+    return to_channels_last(fast), onednn
 
 
-@pytest.mark.parametrize("case, folded_pairs", [("tsm_r50_video", 53), ("tsm_r50_nl_raw", 58),
-                                                ("tsm_mobilenetv2_dense_raw", 52), ("tanet_r50_dense_raw", 69)])
+# BatchNorms folded; ConvModules run by oneDNN (ReLU or no activation, and not behind a temporal shift)
+@pytest.mark.parametrize("case, folded, onednn", [("tsm_r50_video", 53, 37), ("tsm_r50_nl_raw", 58, 57),
+                                                  ("tsm_mobilenetv2_dense_raw", 52, 17),
+                                                  ("tanet_r50_dense_raw", 69, 53)])
 @torch.no_grad()
-def test_folded_channels_last_model_matches_the_plain_one(case: str, folded_pairs: int) -> None:
+def test_folded_channels_last_model_matches_the_plain_one(case: str, folded: int, onednn: int) -> None:
     model = randomize_(build_model(case_model_cfg(case)))
     for value in model.state_dict().values():
         if value.dim() > 1:  # halved: activations stay small, so no softmax, sigmoid or ReLU6 saturates and
             value.mul_(0.5)  # amplifies float32 rounding (with these weights plain float32 is within 3e-7 of float64)
     norms = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-    fast = fast_path(model)
-    assert norms - sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in fast.modules()) == folded_pairs
+    fast, with_onednn = fast_path(model)
+    assert norms - sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in fast.modules()) == folded
+    if with_onednn:
+        assert sum(getattr(m, "onednn", False) for m in fast.modules()) == onednn
+    assert all(m.weight.is_contiguous(memory_format=torch.channels_last)
+               for m in fast.modules() if isinstance(m, nn.Conv2d))
     x = torch.randn(1, 8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     assert rel_err(fast.forward_views(x), model.forward_views(x)) < 1e-5
 
