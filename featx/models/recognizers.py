@@ -90,6 +90,12 @@ class Recognizer2D(Recognizer):
     view_ndim = 3
     pool = staticmethod(F.adaptive_avg_pool2d)
 
+    def build_neck(self, neck: Mapping[str, Any]) -> nn.Module:
+        if neck.get("type") == "TPN":  # MMAction2 tests TPN-on-TSM with fcn_test, which asserts no feature extraction
+            raise UserError("Recognizer2D: the TPN neck is not supported: MMAction2 0.x cannot extract features "
+                            "with TPN on a 2D backbone")
+        return super().build_neck(neck)
+
 
 @MODELS.register()
 class Recognizer3D(Recognizer):

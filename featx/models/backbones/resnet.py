@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from torch import Tensor, nn
 
@@ -63,6 +63,13 @@ class ResNet(ResNetBase):
             stages=stages,
             out_indices=out_indices,
         )
+
+    def wrap_blocks(self, wrap: Callable[[int, int, nn.Module], nn.Module]) -> None:
+        """Replace block ``i`` of stage ``s`` (0-based) by ``wrap(s, i, block)``: how TSM and TANet put
+        their temporal modules around the blocks, as MMAction2 does after building the ResNet."""
+        for s, stage in enumerate(self.stages()):
+            for i, block in enumerate(stage):
+                stage[i] = wrap(s, i, block)
 
 
 _TORCHVISION_RULES = [

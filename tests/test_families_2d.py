@@ -1,0 +1,172 @@
+"""2D backbones that mix neighbouring views (TSM, MobileNetV2-TSM, TANet) and TRN's plain ResNet:
+MMAction2 layouts from the shipped configs, the temporal shift's arithmetic, the fast path, the
+view-group rule and the refusals."""
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import GOLDEN, ROOT
+from featx.config import load_config
+from featx.errors import UserError
+from featx.models import build_model, fuse_conv_bn, to_channels_last, use_onednn_fusion
+from featx.models.backbones.mobilenet_v2 import make_divisible
+from featx.models.backbones.resnet_tsm import temporal_shift
+from test_models import randomize_, rel_err
+
+CASES = ["tsm_r50_video", "tsm_r50_nl_raw", "tsm_mobilenetv2_dense_raw", "tanet_r50_dense_raw", "trn_r50_raw"]
+
+
+def case_model_cfg(case: str) -> dict[str, Any]:
+    options = json.loads((GOLDEN / f"{case}.options.json").read_text())
+    cfg = load_config(ROOT / "configs" / "recognition" / options["config"], options["cfg_options"])
+    return cfg.model.to_dict()
+
+
+def shipped_model_cfg(config: str) -> dict[str, Any]:
+    return load_config(ROOT / "configs" / "recognition" / config).model.to_dict()
+
+
+def with_backbone(model: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    model = copy.deepcopy(model)
+    model["backbone"].update(changes)
+    return model
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_state_dict_matches_mmaction_layout(case: str) -> None:
+    layout = json.loads((GOLDEN / f"{case}.layout.json").read_text())
+    expected = [[k, shape, dtype] for k, shape, dtype in layout if not k.startswith("cls_head.")]
+    got = [[k, list(v.shape), str(v.dtype).removeprefix("torch.")]
+           for k, v in build_model(case_model_cfg(case)).state_dict().items()]
+    assert got == expected
+
+
+def test_temporal_shift_moves_channels_between_frames() -> None:
+    x = torch.arange(2 * 3 * 8 * 2 * 1, dtype=torch.float32).reshape(6, 8, 2, 1)  # 2 clips of 3 frames
+    out = temporal_shift(x, num_segments=3, shift_div=4).reshape(2, 3, 8, 2, 1)
+    clips = x.reshape(2, 3, 8, 2, 1)
+    assert torch.equal(out[:, :2, :2], clips[:, 1:, :2])  # first fold: from the next frame
+    assert torch.equal(out[:, 1:, 2:4], clips[:, :2, 2:4])  # second fold: from the previous frame
+    assert torch.equal(out[:, :, 4:], clips[:, :, 4:])
+    assert not out[:, 2, :2].any() and not out[:, 0, 2:4].any()  # a clip's ends: zeros, not a neighbour clip's
+    # the ends are made as v - v from the clip's first (or last) frame, as MMAction2 does: an infinite
+    # value there gives NaN, not 0
+    x[0, 0] = float("inf")
+    assert temporal_shift(x, 3, 4)[2, 0].isnan().all()
+
+
+def fast_path(model: nn.Module) -> tuple[nn.Module, bool]:
+    """What ``featx.extract.prepare_model`` does to a CPU float32 model; and whether oneDNN is used."""
+    fast = fuse_conv_bn(copy.deepcopy(model))
+    onednn = use_onednn_fusion(fast)
+    return to_channels_last(fast), onednn
+
+
+# BatchNorms folded; ConvModules run by oneDNN (ReLU or no activation, and not behind a temporal shift)
+@pytest.mark.parametrize("case, folded, onednn", [("tsm_r50_video", 53, 37), ("tsm_r50_nl_raw", 58, 57),
+                                                  ("tsm_mobilenetv2_dense_raw", 52, 17),
+                                                  ("tanet_r50_dense_raw", 69, 53)])
+@torch.no_grad()
+def test_folded_channels_last_model_matches_the_plain_one(case: str, folded: int, onednn: int) -> None:
+    model = randomize_(build_model(case_model_cfg(case)))
+    for value in model.state_dict().values():
+        if value.dim() > 1:  # halved: activations stay small, so no softmax, sigmoid or ReLU6 saturates and
+            value.mul_(0.5)  # amplifies float32 rounding (with these weights plain float32 is within 3e-7 of float64)
+    norms = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    fast, with_onednn = fast_path(model)
+    assert norms - sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in fast.modules()) == folded
+    if with_onednn:
+        assert sum(getattr(m, "onednn", False) for m in fast.modules()) == onednn
+    assert all(m.weight.is_contiguous(memory_format=torch.channels_last)
+               for m in fast.modules() if isinstance(m, nn.Conv2d))
+    x = torch.randn(1, 8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert rel_err(fast.forward_views(x), model.forward_views(x)) < 1e-5
+
+
+def test_tanet_folds_the_local_branch_only() -> None:
+    tam = fuse_conv_bn(build_model(case_model_cfg("tanet_r50_dense_raw"))).backbone.layer1[0].tam
+    assert isinstance(tam.L[1], nn.Identity) and tam.L[0].bias is not None
+    assert isinstance(tam.G[1], nn.BatchNorm1d)  # Linear + BatchNorm1d: not a conv, left as it is
+
+
+@torch.no_grad()
+def test_views_must_come_in_whole_groups_and_chunks_keep_them() -> None:
+    cfg = with_backbone(case_model_cfg("tsm_r50_video"), depth=18)
+    whole = randomize_(build_model(cfg))
+    assert whole.view_group == 8
+    x = torch.randn(1, 16, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with pytest.raises(ValueError, match="not whole groups of 8"):
+        whole.forward_views(x[:, :12])
+    expected = whole.forward_views(x)
+    for views, rounded in ((3, 8), (10, 8)):  # smaller than a group: rounded up; else down to whole groups
+        cfg["test_cfg"]["max_testing_views"] = views
+        chunked = build_model(cfg)
+        chunked.load_state_dict(whole.state_dict())
+        assert chunked.max_testing_views == rounded
+        assert rel_err(chunked.forward_views(x), expected) < 1e-6
+
+
+def test_view_group_follows_what_mixes_views() -> None:
+    tsm = case_model_cfg("tsm_r50_video")
+    assert build_model(with_backbone(tsm, is_shift=False)).view_group == 1
+    assert build_model(with_backbone(tsm, num_segments=4)).view_group == 4
+    assert build_model(case_model_cfg("tanet_r50_dense_raw")).view_group == 8
+    assert build_model(case_model_cfg("trn_r50_raw")).view_group == 1
+
+
+def test_shift_places_and_deep_resnets() -> None:
+    tsm = case_model_cfg("tsm_r50_video")
+    keys = build_model(with_backbone(tsm, shift_place="block")).state_dict()
+    assert "backbone.layer1.0.net.conv1.conv.weight" in keys
+    deep = build_model(with_backbone(tsm, depth=101)).state_dict()  # from depth 101: every second block
+    assert "backbone.layer3.0.conv1.conv.net.weight" in deep and "backbone.layer3.1.conv1.conv.weight" in deep
+    assert "backbone.layer1.1.conv1.conv.weight" in deep
+
+
+@pytest.mark.parametrize("widen_factor, channels", [(1.0, (32, 16, 24, 32, 64, 96, 160, 320, 1280)),
+                                                    (0.5, (16, 8, 16, 16, 32, 48, 80, 160, 1280)),
+                                                    (1.4, (48, 24, 32, 48, 88, 136, 224, 448, 1792))])
+def test_mobilenet_v2_widths(widen_factor: float, channels: tuple[int, ...]) -> None:
+    backbone = build_model(with_backbone(case_model_cfg("tsm_mobilenetv2_dense_raw"),
+                                         widen_factor=widen_factor)).backbone
+    outs = [backbone.conv1.conv.out_channels] + [
+        getattr(backbone, f"layer{i}")[-1].conv[-1].conv.out_channels for i in range(1, 8)]
+    assert tuple(outs + [backbone.conv2.conv.out_channels]) == channels
+    assert make_divisible(10, 8) == 16  # 8 would lose more than 10 %
+
+
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        (lambda: shipped_model_cfg("tin/tin_r50_1x1x8_40e_sthv1_rgb.py"), "TIN needs mmcv's CUDA-only tin_shift op"),
+        (lambda: shipped_model_cfg("tpn/tpn_tsm_r50_1x1x8_150e_sthv1_rgb.py"),
+         "TPN neck is not supported: MMAction2 0.x cannot extract features with TPN on a 2D backbone"),
+        (lambda: shipped_model_cfg("tsm/tsm_temporal_pool_r50_1x1x8_50e_kinetics400_rgb.py"),
+         "temporal_pool=True .* changes the batch inside the backbone"),
+        (lambda: with_backbone(case_model_cfg("tsm_r50_video"), shift_place="stage"), "shift_place='stage'"),
+        (lambda: with_backbone(case_model_cfg("tsm_r50_video"), num_segments=0), "num_segments=0"),
+        (lambda: with_backbone(case_model_cfg("tsm_r50_video"), num_stages=3, out_indices=(2,),
+                                           strides=(1, 2, 2), dilations=(1, 1, 1)),
+         "num_stages=4"),
+        (lambda: with_backbone(case_model_cfg("tsm_r50_nl_raw"), non_local=(0, 0, 0, 0)), "one flag per block"),
+        (lambda: with_backbone(case_model_cfg("tsm_r50_nl_raw"), shift_place="block"), "non-local blocks need"),
+        (lambda: with_backbone(case_model_cfg("tsm_r50_nl_raw"), non_local_cfg=dict(mode="cosine")), "mode='cosine'"),
+        (lambda: with_backbone(case_model_cfg("tsm_r50_nl_raw"), non_local_cfg=dict(size=3)), "non_local_cfg=.*size"),
+        (lambda: with_backbone(case_model_cfg("tsm_mobilenetv2_dense_raw"), out_indices=(8,)), "out_indices"),
+        (lambda: with_backbone(case_model_cfg("tanet_r50_dense_raw"), depth=18), "bottleneck"),
+        (lambda: with_backbone(case_model_cfg("tanet_r50_dense_raw"), num_segments=2), "at least 3"),
+        (lambda: with_backbone(case_model_cfg("tanet_r50_dense_raw"), tam_cfg=dict(gamma=1)), "tam_cfg=.*gamma"),
+        (lambda: with_backbone(case_model_cfg("tanet_r50_dense_raw"), tam_cfg=dict(adaptive_convolution_stride=2)),
+         "number of frames must stay the same"),
+    ],
+)
+def test_refusals_are_one_line_user_errors(model: Any, message: str) -> None:
+    with pytest.raises(UserError, match=message) as info:
+        build_model(model())
+    assert "\n" not in str(info.value)
