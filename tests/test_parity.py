@@ -1,28 +1,72 @@
-"""Parity with MMAction2 0.x: the real CLI on the golden videos and checkpoints gives the golden vectors."""
+"""Parity with MMAction2 0.x: the real CLI, with each golden case's shipped config, options and
+checkpoint, gives the reference's frames and vectors on the golden videos.
+
+The heavy cases run on two of the five videos here; ``pytest -m slow`` runs them on all five.
+"""
 from __future__ import annotations
 
+import json
 import pickle
 
 import numpy as np
 import pytest
 
-from conftest import CASE_CONFIGS, VIDEOS, golden_features, rel_error, run_featx, write_list
+import featx
+from conftest import CASE_CONFIGS, GOLDEN, VIDEOS, golden_features, rel_error, run_featx, write_list
 
 TOLERANCE = 1e-4
+# Under the fixtures' weights, non-local attention sees logits of ~1e8 and TANet's attention saturates its
+# sigmoid and softmax: float32 rounding (1e-7) grows to 1e-3..7e-2 there. featx's own float32 and float64
+# differ by as much as either differs from the reference (measured per video: the README's Exactness), so
+# no implementation that is not bit-identical to the reference's can do better; these bars sit above that
+# noise (worst measured: 2.3e-2, 6.8e-2, 3.8e-3). Every other case is held to 1e-4.
+ILL_CONDITIONED = {"slowonly_r50_nl_raw": 5e-2, "tsm_r50_nl_raw": 1e-1, "tanet_r50_dense_raw": 1e-2}
+# Cases that would take CI over its budget on all five videos: two there (the shortest video, and the
+# non-round resize), or only the latter for the heaviest (800 and 240 views of a ResNet-50 a video).
+HEAVY = {"tsn_k400_10crop", "slowonly_k400_3crop", "i3d_r50_video", "timesformer_divst_raw", "slowfast_r50_8x8_raw",
+         "ipcsn_r50_raw", "ircsn_r50_raw", "tsm_mobilenetv2_dense_raw", "tsn_r50_dense_video", "tanet_r50_dense_raw"}
+CI_VIDEOS = ["h264_176x144_18frames.mp4", "h264_426x240_24fps.mp4"]
+HEAVIEST = {"tsn_r50_dense_video": CI_VIDEOS[1:], "tanet_r50_dense_raw": CI_VIDEOS[1:]}
 
 
-@pytest.mark.parametrize("case", sorted(CASE_CONFIGS))
-def test_cli_matches_mmaction2(case, golden_checkpoint, tmp_path):
+def case_command(case: str) -> tuple[str, list[str]]:
+    """The config a case was made with (shipped under configs/) and its --cfg-options."""
+    options_file = GOLDEN / f"{case}.options.json"
+    if not options_file.exists():
+        return CASE_CONFIGS[case], []
+    options = json.loads(options_file.read_text())
+    cfg_options = [f"{k}={v}" for k, v in options["cfg_options"].items()]
+    return f"configs/recognition/{options['config']}", ["--cfg-options", *cfg_options] if cfg_options else []
+
+
+ALL_CASES = sorted(p.name.split(".")[0] for p in GOLDEN.glob("*.seed0.features.pkl"))
+PARAMS = [pytest.param(case, False, id=case) for case in ALL_CASES] + [
+    pytest.param(case, True, id=f"{case}-all-videos", marks=pytest.mark.slow) for case in sorted(HEAVY)]
+
+
+@pytest.mark.parametrize("case, all_videos", PARAMS)
+def test_cli_matches_mmaction2(case, all_videos, golden_checkpoint, tmp_path):
     expected = golden_features(case)
-    video_list = write_list(tmp_path / "videos.txt", sorted(expected))
+    videos = sorted(expected) if all_videos or case not in HEAVY else HEAVIEST.get(case, CI_VIDEOS)
+    views_file = GOLDEN / f"{case}.seed0.views.pkl"
+    config, cfg_options = case_command(case)
     out = tmp_path / "out" / "features.pkl"
-    proc = run_featx(CASE_CONFIGS[case], golden_checkpoint(case), "--video-list", video_list,
-                     "--video-root", VIDEOS, "--out", out, "--device", "cpu")
-    assert proc.returncode == 0, proc.stderr
-    with open(out, "rb") as f:
-        got = pickle.load(f)
-    assert list(got) == sorted(expected)
+    proc = run_featx(config, golden_checkpoint(case), "--video-list", write_list(tmp_path / "videos.txt", videos),
+                     "--video-root", VIDEOS, "--out", out, "--device", "cpu", *cfg_options,
+                     *(["--per-view"] if views_file.exists() else []))
+    failed = [name for name in videos if expected[name] is None]  # the reference itself fails on these
+    assert proc.returncode == (1 if failed else 0), proc.stderr
+    got, meta = featx.load(out)
+    assert list(got) == [name for name in videos if name not in failed]
+    assert [f["video"] for f in meta["failed"]] == failed
+    frame_inds = json.loads((GOLDEN / f"{case}.frame_inds.json").read_text())
+    rows = pickle.loads(views_file.read_bytes()) if views_file.exists() else None
     for name, vector in got.items():
-        assert vector.dtype == np.float32 and vector.shape == (2048,)
-        assert rel_error(vector, expected[name]) <= TOLERANCE, name
-    assert "cls_head.fc_cls.weight" in proc.stderr  # the head keys are reported, not silently dropped
+        assert meta["videos"][name]["frame_inds"] == frame_inds[name], name
+        if rows is not None:  # (clips, crops, D) -> the reference's crop-major rows (views, D)
+            vector = vector.transpose(1, 0, 2).reshape(-1, vector.shape[-1])
+            assert rel_error(vector, rows[name]) <= TOLERANCE, name
+            vector = vector.mean(0)
+        assert vector.dtype == np.float32 and vector.shape == expected[name].shape
+        assert rel_error(vector, expected[name]) <= ILL_CONDITIONED.get(case, TOLERANCE), name
+    assert "keys not used by the feature model" in proc.stderr  # the head's keys are reported, not silently dropped
