@@ -197,7 +197,14 @@ def run(args: argparse.Namespace) -> int:
 def listed_videos(args: argparse.Namespace) -> list[VideoItem]:
     """The videos to extract: ``--video-list``'s lines, or every video file under ``--video-root``."""
     if args.video_list is not None:
-        return read_video_list(args.video_list, args.video_root)
+        if args.video_root and not os.path.isdir(args.video_root):
+            raise UserError(f"--video-root {args.video_root}: no such folder")
+        items = read_video_list(args.video_list, args.video_root)
+        if not any(os.path.exists(it.path) for it in items):  # stops at the first that exists
+            root = f"--video-root {args.video_root}" if args.video_root else "the current folder (no --video-root)"
+            raise UserError(f"not one of the {len(items)} listed videos exists, the first is not at {items[0].path}: "
+                            f"check {root} and the paths in {args.video_list}")
+        return items
     if args.video_root:
         return find_videos(args.video_root, tuple(e.strip() for e in args.video_ext.split(",") if e.strip()))
     raise UserError("give --video-list, or --video-root alone to take every video file under it")

@@ -5,6 +5,7 @@ import contextlib
 import itertools
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 PER = ("video", "clip", "view")
+DEVICE = re.compile(r"cpu|cuda(:\d+)?")  # what --device accepts (torch knows more types, featx runs on these)
 
 
 @dataclass
@@ -46,10 +48,9 @@ def select_device(name: str | None) -> torch.device:
     """``--device``: default cuda when available, else cpu; asking for a GPU that is not there is an error."""
     if name is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise UserError(f"--device {name}: {exc}") from exc
+    if not DEVICE.fullmatch(name):
+        raise UserError(f"--device {name}: featx runs on cpu, cuda or cuda:N (N: the GPU's index)")
+    device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise UserError(f"--device {name}: no CUDA GPU is available here (use --device cpu)")

@@ -286,9 +286,19 @@ def open_output(out: str | Path, out_format: str | None, keys: list[str]) -> Out
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"--out {path}: cannot create its folder: {exc.strerror}") from exc
-    if not os.access(folder, os.W_OK):
-        raise UserError(f"--out {path}: folder {folder} is not writable")
+    for where in {folder, path.parent}:  # the output and its sidecars (.partial, .meta.json)
+        check_writable(where, path)
     return fmt(path, keys)
+
+
+def check_writable(folder: Path, out: Path) -> None:
+    """Create and remove a file in ``folder``: permissions alone do not tell (``/proc``, a read-only mount)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".featx-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot write in folder {folder}: {exc.strerror}") from exc
 
 
 def sidecar(out: Path, what: str) -> Path:
