@@ -24,7 +24,7 @@ from featx.data import VideoItem, build_pipeline, find_videos, read_video_list
 from featx.data.video_list import VIDEO_EXTENSIONS
 from featx.data.pipeline import split_normalize
 from featx.distributed import (LAUNCHER_ENV, DistInfo, broadcast_from_main, gather_to_main, init_distributed,
-                               object_group, shard)
+                               leave, object_group, shard)
 from featx.errors import UserError
 from featx.extract import (PRECISIONS, FeatureExtractor, VideoResult, batched, decode_workers, decoded_samples,
                            extract, prepare_model, resolve_precision, select_device, with_progress)
@@ -177,9 +177,12 @@ def run(args: argparse.Namespace) -> int:
     if store is None:
         for _ in results:  # this rank's results go to rank 0
             pass
+        leave(group)
         return EXIT_OK
     try:
         record(results, output, store, total=len(todo), strict=args.strict)
+        if group is not None:
+            leave(group)
     except (KeyboardInterrupt, StrictFailure) as exc:
         store.close()
         saved = len(store.done)
@@ -274,7 +277,9 @@ def _interrupt(signum: int, frame: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.debug)
-    signal.signal(signal.SIGTERM, _interrupt)  # Slurm pre-emption and kill: stop like Ctrl-C
+    # Slurm pre-emption and kill stop the run like Ctrl-C; once it has returned, during the interpreter's
+    # exit, a SIGTERM gets the handling it had before (a KeyboardInterrupt there would interrupt teardown)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return run(args)
     except UserError as exc:
@@ -291,6 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("lost contact with another process of the job (it failed: see its message): %s",
                   str(exc).splitlines()[0])
         return EXIT_VIDEOS_FAILED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

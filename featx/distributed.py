@@ -118,6 +118,14 @@ def broadcast_from_main(obj: T, group: Any) -> T:
     return box[0]
 
 
+def leave(group: Any) -> None:
+    """The end of a run's communication, on every rank: wait until all ranks are here, so that none exits
+    while another still sends to it, then tear the process groups down now, not in the interpreter's exit
+    (where gloo's teardown can abort the process: "terminate called without an active exception")."""
+    dist.barrier(group=group)
+    dist.destroy_process_group()
+
+
 def gather_to_main(results: Iterable[T], info: DistInfo, most_per_rank: int, group: Any,
                    chunk: int = 8) -> Iterator[T]:
     """Send every rank's results to rank 0 a chunk at a time; rank 0 yields them all, others nothing.
