@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import os
@@ -19,19 +20,20 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from featx import __version__
 from featx.checkpoint import file_sha256
-from featx.config import LoaderSettings, load_config, use_dense_sampling
+from featx.config import LoaderSettings, describe_views, load_config, use_dense_sampling
 from featx.data import VideoItem, build_pipeline, find_videos, read_video_list
 from featx.data.video_list import VIDEO_EXTENSIONS
 from featx.data.pipeline import split_normalize
 from featx.distributed import (LAUNCHER_ENV, DistInfo, broadcast_from_main, gather_to_main, init_distributed,
                                leave, object_group, shard)
 from featx.errors import UserError
-from featx.extract import (PRECISIONS, FeatureExtractor, VideoResult, batched, decode_workers, decoded_samples,
-                           extract, prepare_model, resolve_precision, select_device, with_progress)
+from featx.extract import (PRECISIONS, FeatureExtractor, Progress, VideoResult, batched, decode_workers,
+                           decoded_samples, extract, prepare_model, resolve_precision, select_device)
 from featx.hostmem import keep_freed_memory
 from featx.output import OutputFormat, meta_path, open_output, sidecar, write_error_report, write_json
 from featx.registry import DECODERS, FORMATS
 from featx.store import PartialStore, Record, fingerprint
+from featx.wording import count
 
 log = logging.getLogger("featx")
 
@@ -148,53 +150,63 @@ def run(args: argparse.Namespace) -> int:
     if workers < 0:
         raise UserError(f"--workers {workers}: must be 0 or more")
 
-    store = None
     checkpoint_sha256 = file_sha256(ckpt)
+    marks = fingerprint(cfg.model.to_dict(), cfg.data.test.pipeline, checkpoint_sha256, precision=precision,
+                        fuse_conv_bn=args.fuse_conv_bn, decoder=args.decoder, decode_order=args.decode_order,
+                        video_root=os.path.abspath(args.video_root), per=args.per, folder_output=output.streams)
+    store = None
     if info.is_main:
-        marks = fingerprint(cfg.model.to_dict(), cfg.data.test.pipeline, checkpoint_sha256,
-                            precision=precision, fuse_conv_bn=args.fuse_conv_bn, decoder=args.decoder,
-                            decode_order=args.decode_order,
-                            video_root=os.path.abspath(args.video_root), per=args.per,
-                            arrays_kept_by_output=output.streams)
         store = PartialStore(sidecar(out, "partial"), marks, restart=args.restart)
+        if store.discarded:
+            log.info("--restart: discarded %s in %s", count(store.discarded, "earlier result"), store.path.name)
     todo = [i for i, item in enumerate(items) if store is None or item.key not in store.done]
     group = None
     if info.world_size > 1:
         group = object_group()
         todo = broadcast_from_main(todo, group)
     mine = shard([items[i] for i in todo], info)
-    log.info("%d videos (%d done before, resumed), %d to compute; model %s from %s on %s (%s), %d process(es), "
-             "%d decoding worker(s) each", len(items), len(items) - len(todo), len(todo), cfg.model.type, ckpt, device,
-             precision, info.world_size, workers)
+    done_before = ""
+    if store is not None:
+        resumed = len(items) - len(todo)
+        done_before = f"{resumed} resumed from {store.path.name}" if resumed else ""
+        work = (f"{count(len(items), 'video')} listed, {len(todo)} to compute ({done_before})" if done_before
+                else f"{count(len(todo), 'video')} to compute")
+        log.info("%s; config %s (%s); checkpoint %s; %s (%s), %s, %s%s", work, args.config,
+                 ", ".join(filter(None, [cfg.model.type, describe_views(cfg.data.test.pipeline)])), ckpt, device,
+                 precision, count(info.world_size, "process", "processes"), count(workers, "decoding worker"),
+                 " each" if info.world_size > 1 else "")
 
     start = time.monotonic()
     samples = decoded_samples(pipeline, mine, workers=workers, timeout=args.video_timeout, decoder=args.decoder,
                               decode_order=args.decode_order)
     extractor = FeatureExtractor(model, device, precision, normalize, per=args.per)
-    results = extract(extractor, batched(samples, max(1, settings.videos_per_gpu)))
-    if group is not None:
-        results = gather_to_main(results, info, math.ceil(len(todo) / info.world_size), group)
-    if store is None:
-        for _ in results:  # this rank's results go to rank 0
-            pass
-        leave(group)
-        return EXIT_OK
-    try:
-        record(results, output, store, total=len(todo), strict=args.strict)
+    with Progress(len(todo)) if store is not None else contextlib.nullcontext() as progress:
+        results = extract(extractor, batched(samples, max(1, settings.videos_per_gpu)),
+                          on_chunk=progress.chunk if progress is not None else None)
         if group is not None:
+            results = gather_to_main(results, info, math.ceil(len(todo) / info.world_size), group)
+        if store is None:
+            for _ in results:  # this rank's results go to rank 0
+                pass
             leave(group)
-    except (KeyboardInterrupt, StrictFailure) as exc:
-        store.close()
-        saved = len(store.done)
-        if isinstance(exc, StrictFailure):
-            log.error("%s (%d videos kept in %s)", exc, saved, store.path)
-            return EXIT_VIDEOS_FAILED
-        log.error("interrupted: %d of %d videos are kept in %s; run the same command again to resume",
-                  saved, len(items), store.path)
-        return EXIT_INTERRUPTED
+            return EXIT_OK
+        try:
+            record(results, output, store, progress, strict=args.strict)
+            if group is not None:
+                leave(group)
+        except (KeyboardInterrupt, StrictFailure) as exc:
+            store.close()
+            saved = len(store.done)
+            if isinstance(exc, StrictFailure):
+                log.error("%s (%d videos kept in %s)", exc, saved, store.path)
+                return EXIT_VIDEOS_FAILED
+            log.error("interrupted: %d of %d videos are kept in %s; run the same command again to resume",
+                      saved, len(items), store.path)
+            return EXIT_INTERRUPTED
     provenance = describe_run(args, cfg, output, ckpt, checkpoint_sha256, precision=precision, device=device,
                               processes=info.world_size)
-    return finish(output, items, store, provenance, computed=len(todo), seconds=time.monotonic() - start)
+    return finish(output, items, store, provenance, computed=len(todo), done_before=done_before,
+                  seconds=time.monotonic() - start)
 
 
 def listed_videos(args: argparse.Namespace) -> list[VideoItem]:
@@ -213,12 +225,13 @@ def listed_videos(args: argparse.Namespace) -> list[VideoItem]:
     raise UserError("give --video-list, or --video-root alone to take every video file under it")
 
 
-def record(results: Iterable[VideoResult], output: OutputFormat, store: PartialStore, *, total: int,
+def record(results: Iterable[VideoResult], output: OutputFormat, store: PartialStore, progress: Progress, *,
            strict: bool) -> None:
-    """Each result, as it comes (with a progress bar): its array to a streaming output, then its record to the
+    """Each result, as it comes (on the progress bar): its array to a streaming output, then its record to the
     store. ``strict``: a failed video raises :class:`StrictFailure`."""
     with logging_redirect_tqdm(loggers=[log]):
-        for result in with_progress(results, total):
+        for result in results:
+            progress.video(result)
             feature = result.feature
             details = result.info
             if output.streams and feature is not None:
@@ -253,7 +266,7 @@ def describe_run(args: argparse.Namespace, cfg: Config, output: OutputFormat, ck
 
 
 def finish(output: OutputFormat, items: list[VideoItem], store: PartialStore, provenance: dict[str, Any], *,
-           computed: int, seconds: float) -> int:
+           computed: int, done_before: str, seconds: float) -> int:
     """Write the output (list order), its meta sidecar and the error report from the store, then drop the store."""
     out = output.path
     records = store.records()
@@ -264,8 +277,8 @@ def finish(output: OutputFormat, items: list[VideoItem], store: PartialStore, pr
     write_json(meta_path(out), {**provenance, "videos": videos, "failed": [{"video": k, "reason": r} for k, r in failures]})
     report = write_error_report(out, failures)
     store.remove()
-    log.info("%d written, %d failed (%d computed in this run, %d resumed), in %.1f s -> %s%s",
-             len(done), len(failures), computed, len(items) - computed, seconds, out,
+    log.info("%d written, %d failed (%d computed in this run%s), in %.1f s -> %s%s", len(videos), len(failures),
+             computed, f", {done_before}" if done_before else "", seconds, out,
              f"; failures listed in {report}" if report else "")
     return EXIT_VIDEOS_FAILED if failures else EXIT_OK
 
