@@ -116,8 +116,9 @@ class PartialStore:
         stored = _decode(first[1])[0].get("fingerprint", {}) if first else {}
         if stored != self.fingerprint:
             kept = len(_done_keys(f))
-            raise UserError(f"{self.path} holds {kept} results made with other settings ({differences(stored, self.fingerprint)}); "
-                            "pass --restart to discard them, or use another --out")
+            raise UserError(f"{self.path} holds {kept} results made with other settings "
+                            f"({differences(stored, self.fingerprint)}); pass --restart to discard them, "
+                            "or use another --out")
         end = f.tell()
         for _, body in bodies:
             header, _ = _decode(body)
