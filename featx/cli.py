@@ -32,6 +32,7 @@ from featx.extract import (PRECISIONS, FeatureExtractor, Progress, VideoResult, 
 from featx.hostmem import keep_freed_memory
 from featx.output import OutputFormat, meta_path, open_output, sidecar, write_error_report, write_json
 from featx.registry import DECODERS, FORMATS
+from featx.reuse import Earlier, earlier_output
 from featx.store import PartialStore, Record, fingerprint
 from featx.wording import count
 
@@ -154,12 +155,17 @@ def run(args: argparse.Namespace) -> int:
     marks = fingerprint(cfg.model.to_dict(), cfg.data.test.pipeline, checkpoint_sha256, precision=precision,
                         fuse_conv_bn=args.fuse_conv_bn, decoder=args.decoder, decode_order=args.decode_order,
                         video_root=os.path.abspath(args.video_root), per=args.per, folder_output=output.streams)
-    store = None
+    store, earlier = None, Earlier()
     if info.is_main:
+        earlier = earlier_output(output, marks, restart=args.restart)
         store = PartialStore(sidecar(out, "partial"), marks, restart=args.restart)
-        if store.discarded:
-            log.info("--restart: discarded %s in %s", count(store.discarded, "earlier result"), store.path.name)
-    todo = [i for i, item in enumerate(items) if store is None or item.key not in store.done]
+        if store.discarded or earlier.discarded:  # --restart
+            where = [f"{n} in {name}" for n, name in [(earlier.discarded, out.name), (store.discarded, store.path.name)]
+                     if n]
+            log.info("--restart: discarded %s (%s)", count(store.discarded + earlier.discarded, "earlier result"),
+                     ", ".join(where))
+    todo = [i for i, item in enumerate(items)
+            if store is None or (item.key not in store.done and item.key not in earlier.features)]
     group = None
     if info.world_size > 1:
         group = object_group()
@@ -167,8 +173,8 @@ def run(args: argparse.Namespace) -> int:
     mine = shard([items[i] for i in todo], info)
     done_before = ""
     if store is not None:
-        resumed = len(items) - len(todo)
-        done_before = f"{resumed} resumed from {store.path.name}" if resumed else ""
+        done_before = from_earlier_runs(len(earlier.features), len(items) - len(todo) - len(earlier.features), out,
+                                        store)
         work = (f"{count(len(items), 'video')} listed, {len(todo)} to compute ({done_before})" if done_before
                 else f"{count(len(todo), 'video')} to compute")
         log.info("%s; config %s (%s); checkpoint %s; %s (%s), %s, %s%s", work, args.config,
@@ -203,10 +209,17 @@ def run(args: argparse.Namespace) -> int:
             log.error("interrupted: %d of %d videos are kept in %s; run the same command again to resume",
                       saved, len(items), store.path)
             return EXIT_INTERRUPTED
-    provenance = describe_run(args, cfg, output, ckpt, checkpoint_sha256, precision=precision, device=device,
+    provenance = describe_run(args, cfg, output, ckpt, checkpoint_sha256, marks, precision=precision, device=device,
                               processes=info.world_size)
-    return finish(output, items, store, provenance, computed=len(todo), done_before=done_before,
+    return finish(output, items, store, earlier, provenance, computed=len(todo), done_before=done_before,
                   seconds=time.monotonic() - start)
+
+
+def from_earlier_runs(reused: int, resumed: int, out: Path, store: PartialStore) -> str:
+    """``3 reused from feats.pkl, 2 resumed from feats.pkl.partial``, each part only when not 0."""
+    parts = [f"{reused} reused from {out.name}" if reused else "",
+             f"{resumed} resumed from {store.path.name}" if resumed else ""]
+    return ", ".join(filter(None, parts))
 
 
 def listed_videos(args: argparse.Namespace) -> list[VideoItem]:
@@ -242,9 +255,10 @@ def record(results: Iterable[VideoResult], output: OutputFormat, store: PartialS
                 raise StrictFailure(f"--strict: stopped at {result.key}: {result.error}")
 
 
-def describe_run(args: argparse.Namespace, cfg: Config, output: OutputFormat, ckpt: Path, checkpoint_sha256: str, *,
-                 precision: str, device: torch.device, processes: int) -> dict[str, Any]:
-    """What the meta sidecar records of how the output was made (its ``videos`` come from the store)."""
+def describe_run(args: argparse.Namespace, cfg: Config, output: OutputFormat, ckpt: Path, checkpoint_sha256: str,
+                 marks: dict[str, Any], *, precision: str, device: torch.device, processes: int) -> dict[str, Any]:
+    """What the meta sidecar records of how the output was made (its ``videos`` come from the store and the
+    earlier output); ``marks``: the fingerprint a rerun compares to reuse it."""
     return {
         "featx_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -262,21 +276,32 @@ def describe_run(args: argparse.Namespace, cfg: Config, output: OutputFormat, ck
         "fuse_conv_bn": args.fuse_conv_bn,
         "video_root": os.path.abspath(args.video_root),
         "config": cfg.pretty_text,
+        "fingerprint": marks,
     }
 
 
-def finish(output: OutputFormat, items: list[VideoItem], store: PartialStore, provenance: dict[str, Any], *,
-           computed: int, done_before: str, seconds: float) -> int:
-    """Write the output (list order), its meta sidecar and the error report from the store, then drop the store."""
+def finish(output: OutputFormat, items: list[VideoItem], store: PartialStore, earlier: Earlier,
+           provenance: dict[str, Any], *, computed: int, done_before: str, seconds: float) -> int:
+    """Write the output (list order) from the store and the earlier output, its meta sidecar and the error
+    report, then drop the store and what videos no longer listed left."""
     out = output.path
     records = store.records()
-    done = [it.key for it in items if it.key in records and records[it.key].error is None]
-    failures = [(it.key, records[it.key].error) for it in items if it.key in records and records[it.key].error]
-    output.write({key: records[key].array for key in done} if not output.streams else {})
-    videos = {key: {**output.entry(key), **(records[key].info or {})} for key in done}
+    arrays: dict[str, Any] = {}
+    videos: dict[str, dict[str, Any]] = {}
+    failures: list[tuple[str, str]] = []
+    for key in (it.key for it in items):
+        got = records.get(key)
+        if got is not None and got.error is None:
+            arrays[key], videos[key] = got.array, {**output.entry(key), **(got.info or {})}
+        elif key in earlier.features:
+            arrays[key], videos[key] = earlier.features[key], earlier.videos[key]
+        elif got is not None:
+            failures.append((key, got.error))
+    output.write(arrays if not output.streams else {})
     write_json(meta_path(out), {**provenance, "videos": videos, "failed": [{"video": k, "reason": r} for k, r in failures]})
     report = write_error_report(out, failures)
     store.remove()
+    output.remove(earlier.dropped.values())
     log.info("%d written, %d failed (%d computed in this run%s), in %.1f s -> %s%s", len(videos), len(failures),
              computed, f", {done_before}" if done_before else "", seconds, out,
              f"; failures listed in {report}" if report else "")
