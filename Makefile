@@ -2,22 +2,39 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+PIP := $(BIN)/pip install --quiet --disable-pip-version-check
+# featx and its run-time dependencies only, as `pip install .` gives them; `compat` puts the checkout
+# itself on sys.path, so `import featx` finds the package even from the folder that holds the checkout
+EDITABLE := --config-settings editable_mode=compat -e
+RUNTIME := $(VENV)/.runtime-stamp
+# plus the test extra
+TESTING := $(VENV)/.test-stamp
 
-.PHONY: demo test bench clean
+.PHONY: demo test runtime-check bench clean
 
-$(STAMP): pyproject.toml
+$(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
-	touch $(STAMP)
+	$(PIP) $(EDITABLE) .
+	touch $@
 
-demo: $(STAMP)  ## extract features of the bundled sample videos and show what was written
+$(TESTING): $(RUNTIME)
+	$(PIP) $(EDITABLE) '.[test]'
+	touch $@
+
+demo: $(RUNTIME)  ## extract features of the bundled sample videos and show what was written
 	$(BIN)/python -m featx.demo
 
-test: $(STAMP)  ## run the test suite
+# In a fresh venv (CI's clean clone) this runs before the test extra is installed, so a module that
+# featx needs at run time but only the test extra brings fails it.
+runtime-check: $(RUNTIME)  ## the installed command and the demo, with the run-time dependencies only
+	$(BIN)/featx --help > /dev/null
+	$(BIN)/python -m featx.demo
+
+test: runtime-check  ## the run-time check, then the test extra and the test suite (what CI runs)
+	$(MAKE) --no-print-directory $(TESTING)
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)  ## speed benchmark (see README)
+bench: $(RUNTIME)  ## speed benchmark (see README)
 	$(BIN)/python benchmarks/bench_extract.py
 
 clean:

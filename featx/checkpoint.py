@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 URL_SCHEMES = ("http://", "https://", "file://")
 # Official file names end in -<first 8+ hex digits of the file's sha256>.pth
 HASH_SUFFIX = re.compile(r"-([0-9a-f]{8,64})\.pth$")
+# How torch.save's files begin: a zip archive (the default since torch 1.6), or the legacy pickle stream
+ZIP_MAGIC, PICKLE_PROTOCOL = b"PK\x03\x04", b"\x80"
+UNPICKLER_ERROR = "WeightsUnpickler error:"
 
 
 def _numpy_safe_globals() -> list:
@@ -89,14 +92,18 @@ def verify_hash(path: Path, prefix: str) -> None:
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Unpickle weights only (``weights_only=True``): a checkpoint that needs code to load is refused."""
+    with open(path, "rb") as f:
+        head = f.read(len(ZIP_MAGIC))
+    if not head.startswith((ZIP_MAGIC, PICKLE_PROTOCOL)):
+        raise UserError(f"checkpoint {path} is not a PyTorch checkpoint (neither the zip nor the pickle file "
+                        "torch.save writes)")
     try:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(
             f"checkpoint {path} needs more than tensors and plain data to load, refused for safety "
-            f"(featx loads weights only): {first}"
+            f"(featx loads weights only): {_unpickling_reason(str(exc))}"
         ) from exc
     except Exception as exc:  # torch.load raises many types on a file that is not a checkpoint
         raise UserError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from exc
@@ -104,6 +111,13 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"checkpoint {path} holds no state dict of tensors")
     return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _unpickling_reason(message: str) -> str:
+    """What torch's weights-only unpickler objected to, without its advice on loading the file anyway."""
+    _, found, reason = message.partition(UNPICKLER_ERROR)
+    reason = " ".join((reason if found else message).split())
+    return reason.split(". Please", 1)[0].split(" Check the documentation", 1)[0].rstrip(".") or "no reason given"
 
 
 def load_checkpoint(model: nn.Module, source: str) -> Path:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import os
@@ -19,19 +20,21 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from featx import __version__
 from featx.checkpoint import file_sha256
-from featx.config import LoaderSettings, load_config, use_dense_sampling
+from featx.config import LoaderSettings, describe_views, load_config, use_dense_sampling
 from featx.data import VideoDataset, VideoItem, build_pipeline, decoded_samples, find_videos, read_video_list
 from featx.data.video_list import VIDEO_EXTENSIONS
 from featx.data.pipeline import split_normalize
 from featx.distributed import (LAUNCHER_ENV, DistInfo, broadcast_from_main, gather_to_main, init_distributed,
-                               object_group, shard)
+                               leave, object_group, shard)
 from featx.errors import UserError
-from featx.extract import (PRECISIONS, FeatureExtractor, VideoResult, batched, decode_workers, extract,
-                           prepare_model, resolve_precision, select_device, with_progress)
+from featx.extract import (PRECISIONS, FeatureExtractor, Progress, VideoResult, batched, decode_workers, extract,
+                           prepare_model, resolve_precision, select_device)
 from featx.hostmem import keep_freed_memory
 from featx.output import OutputFormat, meta_path, open_output, sidecar, write_error_report, write_json
 from featx.registry import DECODERS, FORMATS
+from featx.reuse import Earlier, earlier_output
 from featx.store import PartialStore, Record, fingerprint
+from featx.wording import count
 
 log = logging.getLogger("featx")
 
@@ -151,66 +154,99 @@ def run(args: argparse.Namespace) -> int:
     if workers < 0:
         raise UserError(f"--workers {workers}: must be 0 or more")
 
-    store = None
     checkpoint_sha256 = file_sha256(ckpt)
+    marks = fingerprint(cfg.model.to_dict(), cfg.data.test.pipeline, checkpoint_sha256, precision=precision,
+                        fuse_conv_bn=args.fuse_conv_bn, decoder=decoder, decode_order=args.decode_order,
+                        video_root=os.path.abspath(args.video_root), per=args.per, folder_output=output.streams)
+    store, earlier = None, Earlier()
     if info.is_main:
-        marks = fingerprint(cfg.model.to_dict(), cfg.data.test.pipeline, checkpoint_sha256,
-                            precision=precision, fuse_conv_bn=args.fuse_conv_bn, decoder=decoder,
-                            decode_order=args.decode_order,
-                            video_root=os.path.abspath(args.video_root), per=args.per,
-                            arrays_kept_by_output=output.streams)
+        earlier = earlier_output(output, marks, restart=args.restart)
         store = PartialStore(sidecar(out, "partial"), marks, restart=args.restart)
-    todo = [i for i, item in enumerate(items) if store is None or item.key not in store.done]
+        if store.discarded or earlier.discarded:  # --restart
+            where = [f"{n} in {name}" for n, name in [(earlier.discarded, out.name), (store.discarded, store.path.name)]
+                     if n]
+            log.info("--restart: discarded %s (%s)", count(store.discarded + earlier.discarded, "earlier result"),
+                     ", ".join(where))
+    todo = [i for i, item in enumerate(items)
+            if store is None or (item.key not in store.done and item.key not in earlier.features)]
     group = None
     if info.world_size > 1:
         group = object_group()
         todo = broadcast_from_main(todo, group)
     mine = shard([items[i] for i in todo], info)
-    log.info("%d videos (%d done before, resumed), %d to compute; model %s from %s on %s (%s), %d process(es), "
-             "%d decoding worker(s) each", len(items), len(items) - len(todo), len(todo), cfg.model.type, ckpt, device,
-             precision, info.world_size, workers)
+    done_before = ""
+    if store is not None:
+        done_before = from_earlier_runs(len(earlier.features), len(items) - len(todo) - len(earlier.features), out,
+                                        store)
+        work = (f"{count(len(items), 'video')} listed, {len(todo)} to compute ({done_before})" if done_before
+                else f"{count(len(todo), 'video')} to compute")
+        log.info("%s; config %s (%s); checkpoint %s; %s (%s), %s, %s%s", work, args.config,
+                 ", ".join(filter(None, [cfg.model.type, describe_views(cfg.data.test.pipeline)])), ckpt, device,
+                 precision, count(info.world_size, "process", "processes"), count(workers, "decoding worker"),
+                 " each" if info.world_size > 1 else "")
 
     start = time.monotonic()
     samples = decoded_samples(VideoDataset(mine, pipeline), workers, args.video_timeout)
     extractor = FeatureExtractor(model, device, precision, normalize, per=args.per)
-    results = extract(extractor, batched(samples, max(1, settings.videos_per_gpu)))
-    if group is not None:
-        results = gather_to_main(results, info, math.ceil(len(todo) / info.world_size), group)
-    if store is None:
-        for _ in results:  # this rank's results go to rank 0
-            pass
-        return EXIT_OK
-    try:
-        record(results, output, store, total=len(todo), strict=args.strict)
-    except (KeyboardInterrupt, StrictFailure) as exc:
-        store.close()
-        saved = len(store.done)
-        if isinstance(exc, StrictFailure):
-            log.error("%s (%d videos kept in %s)", exc, saved, store.path)
-            return EXIT_VIDEOS_FAILED
-        log.error("interrupted: %d of %d videos are kept in %s; run the same command again to resume",
-                  saved, len(items), store.path)
-        return EXIT_INTERRUPTED
-    provenance = describe_run(args, cfg, output, ckpt, checkpoint_sha256, precision=precision, device=device,
+    with Progress(len(todo)) if store is not None else contextlib.nullcontext() as progress:
+        results = extract(extractor, batched(samples, max(1, settings.videos_per_gpu)),
+                          on_chunk=progress.chunk if progress is not None else None)
+        if group is not None:
+            results = gather_to_main(results, info, math.ceil(len(todo) / info.world_size), group)
+        if store is None:
+            for _ in results:  # this rank's results go to rank 0
+                pass
+            leave(group)
+            return EXIT_OK
+        try:
+            record(results, output, store, progress, strict=args.strict)
+            if group is not None:
+                leave(group)
+        except (KeyboardInterrupt, StrictFailure) as exc:
+            store.close()
+            saved = len(store.done)
+            if isinstance(exc, StrictFailure):
+                log.error("%s (%d videos kept in %s)", exc, saved, store.path)
+                return EXIT_VIDEOS_FAILED
+            log.error("interrupted: %d of %d videos are kept in %s; run the same command again to resume",
+                      saved, len(items), store.path)
+            return EXIT_INTERRUPTED
+    provenance = describe_run(args, cfg, output, ckpt, checkpoint_sha256, marks, precision=precision, device=device,
                               processes=info.world_size, decoder=decoder)
-    return finish(output, items, store, provenance, computed=len(todo), seconds=time.monotonic() - start)
+    return finish(output, items, store, earlier, provenance, computed=len(todo), done_before=done_before,
+                  seconds=time.monotonic() - start)
+
+
+def from_earlier_runs(reused: int, resumed: int, out: Path, store: PartialStore) -> str:
+    """``3 reused from feats.pkl, 2 resumed from feats.pkl.partial``, each part only when not 0."""
+    parts = [f"{reused} reused from {out.name}" if reused else "",
+             f"{resumed} resumed from {store.path.name}" if resumed else ""]
+    return ", ".join(filter(None, parts))
 
 
 def listed_videos(args: argparse.Namespace) -> list[VideoItem]:
     """The videos to extract: ``--video-list``'s lines, or every video file under ``--video-root``."""
     if args.video_list is not None:
-        return read_video_list(args.video_list, args.video_root)
+        if args.video_root and not os.path.isdir(args.video_root):
+            raise UserError(f"--video-root {args.video_root}: no such folder")
+        items = read_video_list(args.video_list, args.video_root)
+        if not any(os.path.exists(it.path) for it in items):  # stops at the first that exists
+            root = f"--video-root {args.video_root}" if args.video_root else "the current folder (no --video-root)"
+            raise UserError(f"not one of the {len(items)} listed videos exists, the first is not at {items[0].path}: "
+                            f"check {root} and the paths in {args.video_list}")
+        return items
     if args.video_root:
         return find_videos(args.video_root, tuple(e.strip() for e in args.video_ext.split(",") if e.strip()))
     raise UserError("give --video-list, or --video-root alone to take every video file under it")
 
 
-def record(results: Iterable[VideoResult], output: OutputFormat, store: PartialStore, *, total: int,
+def record(results: Iterable[VideoResult], output: OutputFormat, store: PartialStore, progress: Progress, *,
            strict: bool) -> None:
-    """Each result, as it comes (with a progress bar): its array to a streaming output, then its record to the
+    """Each result, as it comes (on the progress bar): its array to a streaming output, then its record to the
     store. ``strict``: a failed video raises :class:`StrictFailure`."""
     with logging_redirect_tqdm(loggers=[log]):
-        for result in with_progress(results, total):
+        for result in results:
+            progress.video(result)
             feature = result.feature
             details = result.info
             if output.streams and feature is not None:
@@ -221,9 +257,11 @@ def record(results: Iterable[VideoResult], output: OutputFormat, store: PartialS
                 raise StrictFailure(f"--strict: stopped at {result.key}: {result.error}")
 
 
-def describe_run(args: argparse.Namespace, cfg: Config, output: OutputFormat, ckpt: Path, checkpoint_sha256: str, *,
-                 precision: str, device: torch.device, processes: int, decoder: str) -> dict[str, Any]:
-    """What the meta sidecar records of how the output was made (its ``videos`` come from the store)."""
+def describe_run(args: argparse.Namespace, cfg: Config, output: OutputFormat, ckpt: Path, checkpoint_sha256: str,
+                 marks: dict[str, Any], *, precision: str, device: torch.device, processes: int,
+                 decoder: str) -> dict[str, Any]:
+    """What the meta sidecar records of how the output was made (its ``videos`` come from the store and the
+    earlier output); ``marks``: the fingerprint a rerun compares to reuse it."""
     return {
         "featx_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -241,23 +279,34 @@ def describe_run(args: argparse.Namespace, cfg: Config, output: OutputFormat, ck
         "fuse_conv_bn": args.fuse_conv_bn,
         "video_root": os.path.abspath(args.video_root),
         "config": cfg.pretty_text,
+        "fingerprint": marks,
     }
 
 
-def finish(output: OutputFormat, items: list[VideoItem], store: PartialStore, provenance: dict[str, Any], *,
-           computed: int, seconds: float) -> int:
-    """Write the output (list order), its meta sidecar and the error report from the store, then drop the store."""
+def finish(output: OutputFormat, items: list[VideoItem], store: PartialStore, earlier: Earlier,
+           provenance: dict[str, Any], *, computed: int, done_before: str, seconds: float) -> int:
+    """Write the output (list order) from the store and the earlier output, its meta sidecar and the error
+    report, then drop the store and what videos no longer listed left."""
     out = output.path
     records = store.records()
-    done = [it.key for it in items if it.key in records and records[it.key].error is None]
-    failures = [(it.key, records[it.key].error) for it in items if it.key in records and records[it.key].error]
-    output.write({key: records[key].array for key in done} if not output.streams else {})
-    videos = {key: {**output.entry(key), **(records[key].info or {})} for key in done}
+    arrays: dict[str, Any] = {}
+    videos: dict[str, dict[str, Any]] = {}
+    failures: list[tuple[str, str]] = []
+    for key in (it.key for it in items):
+        got = records.get(key)
+        if got is not None and got.error is None:
+            arrays[key], videos[key] = got.array, {**output.entry(key), **(got.info or {})}
+        elif key in earlier.features:
+            arrays[key], videos[key] = earlier.features[key], earlier.videos[key]
+        elif got is not None:
+            failures.append((key, got.error))
+    output.write(arrays if not output.streams else {})
     write_json(meta_path(out), {**provenance, "videos": videos, "failed": [{"video": k, "reason": r} for k, r in failures]})
     report = write_error_report(out, failures)
     store.remove()
-    log.info("%d written, %d failed (%d computed in this run, %d resumed), in %.1f s -> %s%s",
-             len(done), len(failures), computed, len(items) - computed, seconds, out,
+    output.remove(earlier.dropped.values())
+    log.info("%d written, %d failed (%d computed in this run%s), in %.1f s -> %s%s", len(videos), len(failures),
+             computed, f", {done_before}" if done_before else "", seconds, out,
              f"; failures listed in {report}" if report else "")
     return EXIT_VIDEOS_FAILED if failures else EXIT_OK
 
@@ -269,7 +318,9 @@ def _interrupt(signum: int, frame: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.debug)
-    signal.signal(signal.SIGTERM, _interrupt)  # Slurm pre-emption and kill: stop like Ctrl-C
+    # Slurm pre-emption and kill stop the run like Ctrl-C; once it has returned, during the interpreter's
+    # exit, a SIGTERM gets the handling it had before (a KeyboardInterrupt there would interrupt teardown)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return run(args)
     except UserError as exc:
@@ -286,6 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("lost contact with another process of the job (it failed: see its message): %s",
                   str(exc).splitlines()[0])
         return EXIT_VIDEOS_FAILED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

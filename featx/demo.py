@@ -57,8 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     video_list.write_text("".join(f"{v}\n" for v in videos))
     checkpoint, is_random = official_or_random_checkpoint(out_dir)
     out = out_dir / "features.pkl"
+    # --restart: a rerun may have other weights (online now, offline before), which featx would refuse to mix
     status = featx_main([CONFIG, checkpoint, "--video-list", str(video_list), "--video-root", args.video_root,
-                         "--out", str(out)])
+                         "--out", str(out), "--restart"])
     if status not in (0, 1):
         return status
     with open(out, "rb") as f:

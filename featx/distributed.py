@@ -118,12 +118,21 @@ def broadcast_from_main(obj: T, group: Any) -> T:
     return box[0]
 
 
+def leave(group: Any) -> None:
+    """The end of a run's communication, on every rank: wait until all ranks are here, so that none exits
+    while another still sends to it, then tear the process groups down now, not in the interpreter's exit
+    (where gloo's teardown can abort the process: "terminate called without an active exception")."""
+    dist.barrier(group=group)
+    dist.destroy_process_group()
+
+
 def gather_to_main(results: Iterable[T], info: DistInfo, most_per_rank: int, group: Any,
-                   chunk: int = 8) -> Iterator[T]:
-    """Send every rank's results to rank 0 a chunk at a time; rank 0 yields them all, others nothing.
+                   chunk: int = 1) -> Iterator[T]:
+    """Send every rank's results to rank 0 ``chunk`` at a time; rank 0 yields them all, others nothing.
 
     Every rank takes part in the same number of rounds (from the largest share), so rank 0 never
-    holds more than ``world_size * chunk`` results in flight.
+    holds more than ``world_size * chunk`` results in flight; with one result a round, rank 0 yields
+    (and its progress bar shows) each rank's results as they are done.
     """
     it = iter(results)
     for _ in range(math.ceil(most_per_rank / chunk)):

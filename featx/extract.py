@@ -5,10 +5,11 @@ import contextlib
 import itertools
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ContextManager, Iterable, Iterator, Mapping
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 PER = ("video", "clip", "view")
 # RuntimeErrors of the device itself (out of memory, a failed kernel): not a video's fault.
 DEVICE_ERRORS = (torch.cuda.OutOfMemoryError, torch.AcceleratorError)
+DEVICE = re.compile(r"cpu|cuda(:\d+)?")  # what --device accepts (torch knows more types, featx runs on these)
 
 
 @dataclass
@@ -48,10 +50,9 @@ def select_device(name: str | None) -> torch.device:
     """``--device``: default cuda when available, else cpu; asking for a GPU that is not there is an error."""
     if name is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise UserError(f"--device {name}: {exc}") from exc
+    if not DEVICE.fullmatch(name):
+        raise UserError(f"--device {name}: featx runs on cpu, cuda or cuda:N (N: the GPU's index)")
+    device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise UserError(f"--device {name}: no CUDA GPU is available here (use --device cpu)")
@@ -243,19 +244,53 @@ def assemble(chunks: Iterable[VideoResult], per: str = "video") -> Iterator[Vide
         yield result
 
 
-def extract(extractor: FeatureExtractor, batches: Iterable[list[dict[str, Any]]]) -> Iterator[VideoResult]:
-    """Every video's result, in list order."""
-    return assemble((r for batch in batches for r in extractor(batch)), extractor.per)
+def extract(extractor: FeatureExtractor, batches: Iterable[list[dict[str, Any]]],
+            on_chunk: Callable[[VideoResult], None] | None = None) -> Iterator[VideoResult]:
+    """Every video's result, in list order; ``on_chunk`` sees each chunk's result as it is computed."""
+
+    def chunks() -> Iterator[VideoResult]:
+        for batch in batches:
+            for part in extractor(batch):
+                if on_chunk is not None:
+                    on_chunk(part)
+                yield part
+
+    return assemble(chunks(), extractor.per)
 
 
-def with_progress(results: Iterable[VideoResult], total: int) -> Iterator[VideoResult]:
-    """Pass results through with a progress bar (videos/s, ETA); each failure is warned as it happens."""
-    failed = 0
-    with tqdm(total=total, unit="video", dynamic_ncols=True, mininterval=1.0, desc="featx") as bar:
-        for result in results:
-            if result.error is not None:
-                failed += 1
-                bar.set_postfix(failed=failed)
-                log.warning("skipped %s: %s", result.key, result.error)
-            bar.update(1)
-            yield result
+class Progress:
+    """A progress bar over videos (videos/s, ETA) that also moves inside a video computed a chunk at a
+    time (dense sampling); each failure is warned as it happens."""
+
+    FRACTIONAL = "{l_bar}{bar}| {n:.1f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
+
+    def __init__(self, total: int) -> None:
+        self.bar = tqdm(total=total, unit="video", dynamic_ncols=True, mininterval=1.0, desc="featx", disable=not total)
+        self.videos = 0
+        self.failed = 0
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+    def chunk(self, part: VideoResult) -> None:
+        """A chunk of a video computed in this process: the bar moves by its share of the video. In a
+        distributed run the bar never moves back when another process's video arrives in between."""
+        if part.chunk + 1 < part.num_chunks:
+            self.bar.bar_format = self.FRACTIONAL
+            self._move_to(self.videos + (part.chunk + 1) / part.num_chunks)
+
+    def video(self, result: VideoResult) -> None:
+        """A video's result has arrived."""
+        self.videos += 1
+        if result.error is not None:
+            self.failed += 1
+            self.bar.set_postfix(failed=self.failed)
+            log.warning("skipped %s: %s", result.key, result.error)
+        self._move_to(self.videos)
+
+    def _move_to(self, position: float) -> None:
+        if position > self.bar.n:
+            self.bar.update(position - self.bar.n)

@@ -109,6 +109,13 @@ class OutputFormat:
         """The dict a ``write`` wrote (``meta``: the sidecar, for formats without keys)."""
         raise NotImplementedError
 
+    def reusable(self, meta: dict[str, Any]) -> dict[str, np.ndarray | None]:
+        """What the output at this path, written as its sidecar ``meta`` says, holds for a rerun to keep."""
+        return FORMATS.get(meta["format"]).read(self.path, meta)
+
+    def remove(self, entries: Iterable[dict[str, Any]]) -> None:
+        """Remove what videos no longer listed left beside the output (their sidecar entries): only a folder has any."""
+
 
 @FORMATS.register("pkl")
 class PickleFormat(OutputFormat):
@@ -246,6 +253,18 @@ class DirFormat(OutputFormat):
     def write(self, features: Features) -> None:
         """Nothing left to write: every array went to its file in ``add``."""
 
+    def reusable(self, meta: dict[str, Any]) -> dict[str, np.ndarray | None]:
+        """The listed videos whose file is there, where this list puts it; their arrays stay on disk (None)."""
+        return {key: None for key, video in meta["videos"].items()
+                if key in self.names and video.get("file") == self.entry(key)["file"]
+                and (self.path / video["file"]).is_file()}
+
+    def remove(self, entries: Iterable[dict[str, Any]]) -> None:
+        listed = {self.entry(key)["file"] for key in self.keys}  # a name a listed video now has stays
+        for entry in entries:
+            if entry.get("file") and entry["file"] not in listed:
+                (self.path / entry["file"]).unlink(missing_ok=True)
+
     @classmethod
     def read(cls, path: Path, meta: dict[str, Any] | None) -> Features:
         if meta is not None:
@@ -286,9 +305,19 @@ def open_output(out: str | Path, out_format: str | None, keys: list[str]) -> Out
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"--out {path}: cannot create its folder: {exc.strerror}") from exc
-    if not os.access(folder, os.W_OK):
-        raise UserError(f"--out {path}: folder {folder} is not writable")
+    for where in {folder, path.parent}:  # the output and its sidecars (.partial, .meta.json)
+        check_writable(where, path)
     return fmt(path, keys)
+
+
+def check_writable(folder: Path, out: Path) -> None:
+    """Create and remove a file in ``folder``: permissions alone do not tell (``/proc``, a read-only mount)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".featx-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot write in folder {folder}: {exc.strerror}") from exc
 
 
 def sidecar(out: Path, what: str) -> Path:

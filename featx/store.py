@@ -8,16 +8,17 @@ the run's fingerprint; a torn or corrupt tail (the process died mid-write) is cu
 from __future__ import annotations
 
 import fcntl
-import hashlib
+import itertools
 import json
 import logging
 import os
+import re
 import struct
 import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -29,6 +30,7 @@ MAGIC = b"featx-partial 1\n"
 FRAME = struct.Struct("<II")
 HEADER_LEN = struct.Struct("<I")
 FSYNC_EVERY_S = 5.0
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass
@@ -73,11 +75,13 @@ class PartialStore:
         self.path = path
         self.fingerprint = fingerprint
         self.done: set[str] = set()  # keys with a vector (failed keys are retried on a rerun)
-        self.resumed = 0
+        self.discarded = 0  # earlier results dropped by ``restart``
         self._file = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o666), "r+b")  # one inode for every run
         self._lock()
         if restart or os.fstat(self._file.fileno()).st_size == 0:  # new, or emptied by a crash at its start
+            self.discarded = len(_done_keys(self._file)) if restart else 0
             self._file.truncate(0)
+            self._file.seek(0)
             self._file.write(self._header())
             self._sync()
         else:
@@ -109,17 +113,17 @@ class PartialStore:
             raise UserError(f"{self.path} is not a featx partial store; move it away or pass --restart")
         bodies = _read_bodies(f)
         first = next(bodies, None)
-        if first is None or _decode(first[1])[0].get("fingerprint") != self.fingerprint:
-            raise UserError(
-                f"{self.path} holds results made with another config, checkpoint or options; "
-                "pass --restart to discard them, or use another --out"
-            )
+        stored = _decode(first[1])[0].get("fingerprint", {}) if first else {}
+        if stored != self.fingerprint:
+            kept = len(_done_keys(f))
+            raise UserError(f"{self.path} holds {kept} results made with other settings "
+                            f"({differences(stored, self.fingerprint)}); pass --restart to discard them, "
+                            "or use another --out")
         end = f.tell()
         for _, body in bodies:
             header, _ = _decode(body)
             (self.done.discard if header.get("error") else self.done.add)(header["key"])
             end = f.tell()
-        self.resumed = len(self.done)
         f.truncate(end)
 
     def add(self, record: Record) -> None:
@@ -157,6 +161,17 @@ class PartialStore:
         self.path.unlink(missing_ok=True)
 
 
+def _done_keys(f: Any) -> set[str]:
+    """The keys with a vector in the partial store open as ``f`` (nothing if it is not one); reads from the start."""
+    f.seek(0)
+    done: set[str] = set()
+    if f.read(len(MAGIC)) == MAGIC:
+        for _, body in itertools.islice(_read_bodies(f), 1, None):  # after the fingerprint
+            header, _ = _decode(body)
+            (done.discard if header.get("error") else done.add)(header["key"])
+    return done
+
+
 def read_records(path: Path) -> dict[str, Record]:
     """The latest record of every key in a partial store (a retried key's success wins); read-only."""
     latest: dict[str, Record] = {}
@@ -175,7 +190,44 @@ def read_records(path: Path) -> dict[str, Record]:
 
 
 def fingerprint(model_cfg: Any, pipeline_cfg: Any, checkpoint_sha256: str, **options: Any) -> dict[str, Any]:
-    """What decides the vectors: the model and test pipeline configs, the weights, and vector-changing options."""
-    text = json.dumps({"model": model_cfg, "pipeline": pipeline_cfg}, sort_keys=True, default=repr)
-    return {"config_sha256": hashlib.sha256(text.encode()).hexdigest(), "checkpoint_sha256": checkpoint_sha256,
-            **options}
+    """What decides the vectors: the model and test pipeline configs, the weights, and vector-changing options,
+    as JSON gives them back (so that one read from a file compares equal)."""
+    marks = {"model": model_cfg, "data.test.pipeline": pipeline_cfg, "checkpoint sha256": checkpoint_sha256,
+             **{name.replace("_", " "): value for name, value in options.items()}}
+    return json.loads(json.dumps(marks, default=repr))
+
+
+def differences(old: Mapping[str, Any], new: Mapping[str, Any], most: int = 4) -> str:
+    """``name: old -> new`` for the settings that differ between two fingerprints (config values by their
+    dotted path, as ``--cfg-options`` names them; sha256 digests shortened), the first ``most`` of them."""
+    before, after = _leaves(old), _leaves(new)
+    names = [*after, *(name for name in before if name not in after)]
+    changed = [f"{name}: {_show(before.get(name, ABSENT))} -> {_show(after.get(name, ABSENT))}"
+               for name in names if before.get(name, ABSENT) != after.get(name, ABSENT)]
+    more = f", and {len(changed) - most} more" if len(changed) > most else ""
+    return ", ".join(changed[:most]) + more if changed else "none recorded"
+
+
+ABSENT = object()  # a setting one fingerprint has and the other lacks
+
+
+def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts and lists flattened to ``{dotted path: value}``."""
+    if isinstance(node, Mapping):
+        items = node.items()
+    elif isinstance(node, list):
+        items = enumerate(node)
+    else:
+        return {prefix: node}
+    leaves: dict[str, Any] = {}
+    for key, value in items:
+        leaves.update(_leaves(value, f"{prefix}.{key}" if prefix else str(key)))
+    return leaves
+
+
+def _show(value: Any) -> str:
+    if value is ABSENT:
+        return "(not set)"
+    if isinstance(value, str):
+        return value[:12] + ".." if SHA256.fullmatch(value) else value
+    return json.dumps(value)

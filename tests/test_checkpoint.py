@@ -70,14 +70,16 @@ def test_pickled_callable_is_refused_and_never_runs(model, tmp_path, monkeypatch
     marker = tmp_path / "ran"
     monkeypatch.setenv("FEATX_TEST_MARKER", str(marker))
     torch.save({"state_dict": _state(model), "meta": _Payload()}, tmp_path / "evil.pth")
-    with pytest.raises(UserError, match="refused"):
+    with pytest.raises(UserError, match="refused") as refused:
         read_state_dict(tmp_path / "evil.pth")
     assert not marker.exists()
+    assert "Unsupported global" in str(refused.value) and "weights_only" not in str(refused.value)  # no advice
 
 
-def test_not_a_checkpoint(tmp_path):
-    (tmp_path / "x.pth").write_text("hello")
-    with pytest.raises(UserError, match="cannot read checkpoint"):
+@pytest.mark.parametrize("content", [b"hello", b"", b"PK\x05\x06" + bytes(18)])
+def test_not_a_checkpoint(content, tmp_path):
+    (tmp_path / "x.pth").write_bytes(content)
+    with pytest.raises(UserError, match="is not a PyTorch checkpoint"):
         read_state_dict(tmp_path / "x.pth")
 
 

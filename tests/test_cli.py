@@ -6,6 +6,7 @@ import logging
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -84,7 +85,20 @@ BAD_INPUTS = {
     "unknown decoder": (lambda a, t, c: {**a, "--decoder": "ffmpeg"}, "invalid choice"),
     "zero timeout": (lambda a, t, c: {**a, "--video-timeout": "0"}, "--video-timeout"),
     "GPU where there is none": (lambda a, t, c: {**a, "--device": "cuda"}, "no CUDA GPU"),
+    "output folder not writable": (lambda a, t, c: {**a, "--out": "/proc/feats.pkl"}, "cannot write in folder /proc"),
+    "device type featx does not run on": (lambda a, t, c: {**a, "--device": "mps"}, "featx runs on cpu, cuda or"),
+    "device type torch does not know": (lambda a, t, c: {**a, "--device": "gpu"}, "featx runs on cpu, cuda or"),
+    "a video as checkpoint": (lambda a, t, c: {**a, "checkpoint": str(VIDEOS / SHORT)}, "is not a PyTorch checkpoint"),
+    "checkpoint that needs code": (lambda a, t, c: {**a, "checkpoint": str(_code_checkpoint(t))}, "refused for safety"),
+    "missing video root": (lambda a, t, c: {**a, "--video-root": str(t / "vidoes")}, "vidoes: no such folder"),
+    "no listed video exists": (lambda a, t, c: {**a, "--video-root": str(t)}, f"the first is not at {{t}}/{SHORT}"),
 }
+
+
+def _code_checkpoint(tmp_path):
+    path = tmp_path / "code.pth"
+    torch.save({"state_dict": {}, "meta": Path("made by code")}, path)  # unpickling it calls pathlib.Path
+    return path
 
 
 def _a_file(tmp_path):
@@ -105,8 +119,8 @@ def test_bad_input_is_one_line_and_exit_2(name, golden_checkpoint, short_list, t
     proc = run_featx(*argv)
     assert proc.returncode == 2, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("featx: error:")]
-    assert len(errors) == 1 and words in errors[0], proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert len(errors) == 1 and words.format(t=tmp_path) in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr and "weights_only" not in proc.stderr
     out_dir = tmp_path / "out"
     assert not out_dir.exists() or not any(out_dir.iterdir())  # nothing half-written
 

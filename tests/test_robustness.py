@@ -238,9 +238,11 @@ def test_changed_config_refuses_to_mix_results(golden_checkpoint, eight, tmp_pat
     other = ["--cfg-options", "data.test.pipeline.1.num_clips=2", "--device", "cpu"]
     refused = run_featx(*args, *other)
     assert refused.returncode == 2 and "pass --restart" in refused.stderr
+    assert "other settings (data.test.pipeline.1.num_clips: 3 -> 2)" in refused.stderr
     assert sidecar(out, "partial").exists()  # the earlier results are still there
     restarted = run_featx(*args, *other, "--restart")
-    assert restarted.returncode == 0 and "0 resumed" in restarted.stderr
+    assert restarted.returncode == 0 and "--restart: discarded" in restarted.stderr
+    assert "(8 computed in this run)" in restarted.stderr
 
 
 def test_edit_list_is_detected_and_pyav_decodes_it(tmp_path, caplog):
