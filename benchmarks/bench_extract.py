@@ -25,8 +25,9 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterator
 
 import av
 import numpy as np
@@ -36,13 +37,11 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from featx.config import LoaderSettings, load_config  # noqa: E402
-from featx.data import VideoDataset, VideoItem, build_pipeline, decoded_samples, read_video_list  # noqa: E402
-from featx.data.pipeline import split_normalize  # noqa: E402
-from featx.extract import FeatureExtractor, batched, decode_workers, prepare_model, select_device  # noqa: E402
-from featx.hostmem import keep_freed_memory  # noqa: E402
+from featx.data import VideoDataset, VideoItem, build_pipeline, read_video_list  # noqa: E402
+from featx.extraction import FeatureExtractor, VideoResult, batched, extract, prepare_model, select_device  # noqa: E402
 from featx.models import build_model  # noqa: E402
-
-DECODE_STEPS = ("DecordInit", "SampleFrames", "DecordDecode")
+from featx.registry import TRANSFORMS  # noqa: E402
+from featx.runner import Extraction, RunOptions  # noqa: E402
 
 
 def make_videos(folder: Path, count: int, size: tuple[int, int], seconds: float, fps: int) -> list[VideoItem]:
@@ -86,24 +85,28 @@ def peak_rss_mib() -> float:
     return float("nan")
 
 
-def measure(name: str, extractor: FeatureExtractor, samples: Iterable[dict[str, Any]], batch: int) -> dict[str, Any]:
-    """Run every sample through ``extractor``; time the stages."""
+def measure(name: str, results: Iterator[VideoResult], timings: dict[str, float]) -> dict[str, Any]:
+    """Consume ``results`` (every video's); time the run, and sum the stages ``timings`` collected meanwhile:
+    the pipeline's steps (run in the decoding workers, overlapping the forward) by role, then the copy to the
+    device, the forward, and the main process's wait for data (the rest of the wall time)."""
     peak_rss_reset()
-    stages = {"decode": 0.0, "transform": 0.0, "idle (waiting for data)": 0.0}
     vectors: dict[str, np.ndarray] = {}
-    start = waited_from = time.perf_counter()
-    for group in batched(samples, batch):
-        stages["idle (waiting for data)"] += time.perf_counter() - waited_from
-        for sample in group:
-            for step, seconds in getattr(sample, "timings", {}).items():
-                stages["decode" if step in DECODE_STEPS else "transform"] += seconds
-        for result in extractor(group):
-            if result.error is not None:
-                raise RuntimeError(f"{result.key}: {result.error}")
-            vectors[result.key] = result.feature
-        waited_from = time.perf_counter()
+    start = time.perf_counter()
+    for result in results:
+        if result.error is not None:
+            raise RuntimeError(f"{result.key}: {result.error}")
+        vectors[result.key] = result.feature
     wall = time.perf_counter() - start
-    stages.update(extractor.timings)
+    stages = {"decode": 0.0, "transform": 0.0}
+    for step, seconds in timings.items():
+        role = getattr(TRANSFORMS.get(step), "role", None) if step in TRANSFORMS else None
+        if role in ("open", "sample", "decode"):
+            stages["decode"] += seconds
+        elif role is not None:
+            stages["transform"] += seconds
+        else:
+            stages[step] = seconds
+    stages["idle (waiting for data)"] = wall - stages.get("forward", 0.0) - stages.get("host->device", 0.0)
     return {"variant": name, "videos": len(vectors), "seconds": wall, "videos_per_s": len(vectors) / wall,
             "stages_s": stages, "peak_rss_mib": peak_rss_mib(),
             "workers_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
@@ -111,7 +114,8 @@ def measure(name: str, extractor: FeatureExtractor, samples: Iterable[dict[str, 
 
 
 class _MapStyle:
-    """Item ``i`` is video ``i`` in one piece (the baseline's configs are never chunked)."""
+    """Item ``i`` is video ``i`` in one piece (the reference's loader: a map-style dataset, one video per item;
+    the baseline's configs are never chunked)."""
 
     def __init__(self, dataset: VideoDataset) -> None:
         self.dataset = dataset
@@ -123,27 +127,32 @@ class _MapStyle:
         return self.dataset.load((index, 0))
 
 
-def run_baseline(cfg: Any, checkpoint: str, items: list[VideoItem], device: torch.device) -> dict[str, Any]:
-    settings = LoaderSettings.from_config(cfg)
-    model, _ = prepare_model(cfg, checkpoint, device, fuse=False, channels_last=False)
-    dataset = VideoDataset(items, build_pipeline(cfg.data.test.pipeline))
-    whole_videos = _MapStyle(dataset)  # the reference's loader: a map-style dataset, one video per item
-    loader = DataLoader(whole_videos, batch_size=1, shuffle=False, num_workers=settings.workers_per_gpu,
+def run_baseline(options: RunOptions, items: list[VideoItem]) -> dict[str, Any]:
+    """What MMAction2 0.x's loop does: a DataLoader with ``workers_per_gpu`` workers, one video a batch,
+    normalised on the host in float32, the plain model (no folding, NCHW)."""
+    cfg = load_config(options.config, options.cfg_options)
+    device = select_device(options.device)
+    model, _ = prepare_model(cfg, options.checkpoint, device, fuse=False, channels_last=False)
+    timings: dict[str, float] = {}
+    loader = DataLoader(_MapStyle(VideoDataset(items, build_pipeline(cfg.data.test.pipeline))),
+                        batch_size=1, shuffle=False, num_workers=LoaderSettings.from_config(cfg).workers_per_gpu,
                         collate_fn=list)
-    return measure("baseline", FeatureExtractor(model, device), (s for batch in loader for s in batch), 1)
+    extractor = FeatureExtractor(model, device)
+
+    def samples() -> Iterator[Any]:
+        for [sample] in loader:
+            for step, seconds in getattr(sample, "timings", {}).items():
+                timings[step] = timings.get(step, 0.0) + seconds
+            yield sample
+        timings.update(extractor.timings)
+
+    return measure("baseline", extract(extractor, batched(samples(), 1)), timings)
 
 
-def run_featx(name: str, cfg: Any, checkpoint: str, items: list[VideoItem], device: torch.device,
-              precision: str = "fp32", workers: int | None = None, decode_order: str = "list",
-              keep_memory: bool = True) -> dict[str, Any]:
-    settings = LoaderSettings.from_config(cfg)
-    if device.type == "cpu" and keep_memory:
-        keep_freed_memory()  # as the CLI does; for good, so the variants without it run first
-    model, _ = prepare_model(cfg, checkpoint, device, precision=precision)
-    pipeline, normalize = split_normalize(build_pipeline(cfg.data.test.pipeline, decode_order=decode_order))
-    workers = decode_workers(workers, settings.workers_per_gpu, device)
-    samples = decoded_samples(VideoDataset(items, pipeline), workers, timeout=300)
-    return measure(name, FeatureExtractor(model, device, precision, normalize), samples, settings.videos_per_gpu)
+def run_featx(name: str, options: RunOptions, items: list[VideoItem]) -> dict[str, Any]:
+    """featx's run of ``options``, as the command runs it, without writing an output."""
+    extraction = Extraction.prepare(options)
+    return measure(name, extraction.results(items), extraction.timings)
 
 
 def rel_diff(vectors: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> float:
@@ -170,8 +179,6 @@ def main() -> None:
     p.add_argument("--device", default=None)
     args = p.parse_args()
 
-    cfg = load_config(args.config)
-    device = select_device(args.device)
     with tempfile.TemporaryDirectory(prefix="featx-bench-") as tmp:
         folder = Path(tmp)
         if args.video_list:
@@ -179,20 +186,22 @@ def main() -> None:
         else:
             w, h = (int(v) for v in args.size.split("x"))
             items = make_videos(folder, args.videos, (w, h), args.seconds, args.fps)
-        checkpoint = args.checkpoint or random_checkpoint(cfg, folder)
-        runners = {
-            "baseline": lambda: run_baseline(cfg, checkpoint, items, device),
-            "default": lambda: run_featx("default", cfg, checkpoint, items, device),
-            "1worker": lambda: run_featx("1worker", cfg, checkpoint, items, device, workers=1),
-            "bf16": lambda: run_featx("bf16", cfg, checkpoint, items, device, "bf16"),
-            "sorted": lambda: run_featx("sorted", cfg, checkpoint, items, device, decode_order="sorted"),
-            "glibc-malloc": lambda: run_featx("glibc-malloc", cfg, checkpoint, items, device, keep_memory=False),
+        checkpoint = args.checkpoint or random_checkpoint(load_config(args.config), folder)
+        base = RunOptions(args.config, checkpoint, device=args.device)
+        variants = {
+            "default": base,
+            "1worker": replace(base, workers=1),
+            "bf16": replace(base, precision="bf16"),
+            "sorted": replace(base, decode_order="sorted"),
+            "glibc-malloc": replace(base, keep_freed_memory=False),
         }
         first = {"baseline": 0, "glibc-malloc": 1}  # the reference, then the rest of glibc's default allocator
         names = sorted(args.variants.split(","), key=lambda name: first.get(name, 2))
-        results = [runners[name]() for name in names]
+        results = [run_baseline(base, items) if name == "baseline" else run_featx(name, variants[name], items)
+                   for name in names]
 
     reference = results[0]["vectors"]
+    device = select_device(args.device)
     print(f"\n{Path(args.config).name}: {len(items)} videos, device {device}, torch threads {torch.get_num_threads()}, "
           f"{os.cpu_count()} CPUs")
     header = f"{'variant':12s} {'videos/s':>9s} {'x base':>7s} {'max rel diff':>13s} {'cosine':>9s} {'RSS MiB':>8s}  stage seconds"

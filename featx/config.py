@@ -4,12 +4,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from mmengine.config import Config
 
 from featx.errors import UserError
-from featx.wording import count
 
 log = logging.getLogger(__name__)
 
@@ -138,26 +137,3 @@ def use_dense_sampling(cfg: Config, stride: str) -> None:
     pipeline[at[0]] = dict(type="StrideSampleFrames", clip_len=old.get("clip_len"),
                            frame_interval=old.get("frame_interval", 1),
                            out_of_bound_opt=old.get("out_of_bound_opt", "loop"), **option)
-
-
-CROPS = {"CenterCrop": 1, "ThreeCrop": 3, "TenCrop": 10}  # views each crop transform makes of a frame
-
-
-def describe_views(pipeline: Sequence[Mapping[str, Any]]) -> str:
-    """The views the test pipeline makes of each video, for the start line: ``25 clips x 1 crop, 1 frame per
-    clip``, ``clips every 16 frames x 3 crops, 4 frames per clip, 16 apart``; empty without a known sampler."""
-    steps = {step.get("type"): step for step in pipeline}
-    crops = next((n for name, n in CROPS.items() if name in steps), 1)
-    if "StrideSampleFrames" in steps:
-        sampler = steps["StrideSampleFrames"]
-        every = (f"{sampler['stride']} frames" if sampler.get("stride") is not None
-                 else f"{sampler.get('stride_seconds'):g} s")
-        clips = f"clips every {every}"
-    elif "SampleFrames" in steps:
-        sampler = steps["SampleFrames"]
-        clips = count(sampler.get("num_clips", 1) * (2 if sampler.get("twice_sample") else 1), "clip")
-    else:
-        return ""
-    clip_len, interval = sampler.get("clip_len", 1), sampler.get("frame_interval", 1)
-    apart = f", {interval} apart" if clip_len > 1 and interval > 1 else ""
-    return f"{clips} x {count(crops, 'crop')}, {count(clip_len, 'frame')} per clip{apart}"

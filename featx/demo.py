@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import pickle
 import socket
 import sys
 from pathlib import Path
@@ -15,15 +14,17 @@ from pathlib import Path
 import torch
 
 from featx.checkpoint import resolve_checkpoint
-from featx.cli import main as featx_main
 from featx.cli import setup_logging
 from featx.config import load_config
 from featx.errors import UserError
+from featx.model_index import CONFIGS
 from featx.models import build_model
+from featx.output import load
+from featx.runner import EXIT_USAGE, RunOptions, run
 
 log = logging.getLogger("featx.demo")
 
-CONFIG = "configs/recognition/tsn/tsn_r50_clip_feature_extraction_1x1x3_rgb.py"
+CONFIG = str(CONFIGS / "recognition/tsn/tsn_r50_clip_feature_extraction_1x1x3_rgb.py")
 CHECKPOINT_URL = (
     "https://download.openmmlab.com/mmaction/recognition/tsn/tsn_r50_320p_1x1x3_100e_kinetics400_rgb/"
     "tsn_r50_320p_1x1x3_100e_kinetics400_rgb_20200702-cc665e2a.pth"
@@ -57,13 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     video_list.write_text("".join(f"{v}\n" for v in videos))
     checkpoint, is_random = official_or_random_checkpoint(out_dir)
     out = out_dir / "features.pkl"
-    # --restart: a rerun may have other weights (online now, offline before), which featx would refuse to mix
-    status = featx_main([CONFIG, checkpoint, "--video-list", str(video_list), "--video-root", args.video_root,
-                         "--out", str(out), "--restart"])
-    if status not in (0, 1):
-        return status
-    with open(out, "rb") as f:
-        features = pickle.load(f)
+    # restart: a rerun may have other weights (online now, offline before), which featx would refuse to mix
+    try:
+        status = run(RunOptions(CONFIG, checkpoint, out=str(out), video_list=str(video_list),
+                                video_root=args.video_root, restart=True))
+    except UserError as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    features = load(out).features
     weights = "RANDOM weights (offline)" if is_random else "official Kinetics-400 TSN weights"
     print(f"\n{out}: {len(features)} videos, {weights}")
     for key, vector in features.items():

@@ -81,14 +81,20 @@ def launcher_env(launcher: str, environ: Mapping[str, str]) -> dict[str, str]:
     return {"RANK": rank, "WORLD_SIZE": world, "LOCAL_RANK": local, "MASTER_ADDR": addr, "MASTER_PORT": port}
 
 
+def launcher_info(launcher: str, environ: Mapping[str, str] = os.environ) -> DistInfo:
+    """This process's place in the job, as the launcher's environment says, before joining the group."""
+    env = launcher_env(launcher, environ)
+    return DistInfo(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env["LOCAL_RANK"]))
+
+
 def init_distributed(launcher: str, device: torch.device, backend: str | None = None,
                      timeout_min: float = 30) -> tuple[DistInfo, torch.device]:
     """Join the process group; return this rank's info and its device (``cuda:LOCAL_RANK`` on GPUs).
 
     The backend is NCCL on GPUs (or the config's ``dist_params.backend``) and always gloo on a CPU.
     """
+    info = launcher_info(launcher)
     os.environ.update(launcher_env(launcher, os.environ))
-    info = DistInfo(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]))
     if device.type == "cuda":
         device = torch.device("cuda", info.local_rank % torch.cuda.device_count())
         torch.cuda.set_device(device)

@@ -79,9 +79,10 @@ def write_list(path: Path, lines: list[str]) -> Path:
     return path
 
 
-def run_featx(*args: str | os.PathLike, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the real command line (``python -m featx.cli``) in a subprocess."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
+def run_featx(*args: str | os.PathLike, cwd: Path | None = None, timeout: float = 600,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the real command line (``python -m featx.cli``) in a subprocess (``env``: variables to add)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"), **(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "featx.cli", *map(str, args)],
         cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=timeout,

@@ -8,13 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+import featx
 from conftest import CASE_CONFIGS, ROOT, VIDEOS, golden_features, rel_error, run_featx, write_list
+from featx.cli import build_parser, options_from
 from featx.config import LoaderSettings, load_config
 from featx.errors import UserError
-from featx.extract import resolve_precision
+from featx.extraction import resolve_precision
+from featx.model_index import find_model, models
 
 TSN = CASE_CONFIGS["tsn_clip"]
 SLOWONLY = CASE_CONFIGS["slowonly_clip"]
@@ -140,3 +144,55 @@ def test_config_fp16_runs_half_precision_on_a_gpu_only(caplog, monkeypatch):
     assert resolve_precision(None, cfg, torch.device("cpu")) == "fp32"
     assert "needs a GPU" in caplog.text
     assert resolve_precision("bf16", cfg, torch.device("cpu")) == "bf16"
+
+
+# ---------------------------------------------------------------- models by name, the Python API
+
+TSM_NAME = "tsm_r50_video_1x1x8_100e_kinetics400_rgb"  # its config is the tsm_r50_video golden case's
+
+
+def test_models_lists_the_index_and_filters_it():
+    proc = run_featx("models")
+    assert proc.returncode == 0
+    names = [line.split()[0] for line in proc.stdout.splitlines()[1:]]
+    assert len(names) == len(models()) and TSM_NAME in names
+    assert run_featx("--list-models").stdout == proc.stdout
+    tsm = run_featx("models", "tsm", "video")
+    assert tsm.returncode == 0 and TSM_NAME in tsm.stdout and "tsn_" not in tsm.stdout
+
+
+def test_a_model_name_stands_for_config_and_checkpoint(golden_checkpoint, short_list, tmp_path):
+    """The name alone resolves its config and official URL; with a checkpoint after it (here a local file URL,
+    through torch's hub cache) that one is used."""
+    entry = find_model(TSM_NAME)
+    options = options_from(build_parser().parse_args([TSM_NAME, "--out", "x.pkl"]))
+    assert options.config == str(entry.config_path) and options.checkpoint == entry.checkpoint
+    out = tmp_path / "feats.pkl"
+    proc = run_featx(TSM_NAME, golden_checkpoint("tsm_r50_video").as_uri(), "--video-list", short_list,
+                     "--video-root", VIDEOS, "--out", out, "--device", "cpu", env={"TORCH_HOME": str(tmp_path / "hub")})
+    assert proc.returncode == 0, proc.stderr
+    assert rel_error(pickle.loads(out.read_bytes())[SHORT], golden_features("tsm_r50_video")[SHORT]) <= 1e-4
+    unknown = run_featx("tsm_r50_video_1x1x8_kinetics", "--out", tmp_path / "y.pkl")
+    assert unknown.returncode == 2 and "neither a config file nor a model name; did you mean" in unknown.stderr
+
+
+def test_gpu_normalize_module_hook_gives_the_normalize_steps_vector(golden_checkpoint, short_list, tmp_path):
+    """tsm_r50_gpu_normalize normalises in a hook before the backbone instead of a Normalize step: same vector."""
+    out = tmp_path / "feats.pkl"
+    proc = run_featx("configs/recognition/tsm/tsm_r50_gpu_normalize_1x1x8_50e_kinetics400_rgb.py",
+                     golden_checkpoint("tsm_r50_video"), "--video-list", short_list, "--video-root", VIDEOS,
+                     "--out", out, "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert rel_error(pickle.loads(out.read_bytes())[SHORT], golden_features("tsm_r50_video")[SHORT]) <= 1e-4
+
+
+def test_python_api_in_memory_and_to_an_output(golden_checkpoint, tmp_path):
+    args = (str(ROOT / TSN), str(golden_checkpoint("tsn_clip")), [SHORT, "missing.mp4"])
+    result = featx.extract(*args, video_root=str(VIDEOS), device="cpu", workers=0)
+    assert list(result.features) == [SHORT] and "file not found" in result.failed["missing.mp4"]
+    assert rel_error(result.features[SHORT], golden_features("tsn_clip")[SHORT]) <= 1e-4
+    written = featx.extract(*args, video_root=str(VIDEOS), device="cpu", out=str(tmp_path / "f.npz"))
+    assert np.array_equal(written.features[SHORT], result.features[SHORT]) and list(written.failed) == ["missing.mp4"]
+    assert list(featx.load(tmp_path / "f.npz").features) == [SHORT]
+    with pytest.raises(UserError, match="per='frame'"):
+        featx.extract(*args, per="frame")

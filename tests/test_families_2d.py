@@ -62,7 +62,7 @@ def test_temporal_shift_moves_channels_between_frames() -> None:
 
 
 def fast_path(model: nn.Module) -> tuple[nn.Module, bool]:
-    """What ``featx.extract.prepare_model`` does to a CPU float32 model; and whether oneDNN is used."""
+    """What ``featx.extraction.prepare_model`` does to a CPU float32 model; and whether oneDNN is used."""
     fast = fuse_conv_bn(copy.deepcopy(model))
     onednn = use_onednn_fusion(fast)
     return to_channels_last(fast), onednn

@@ -18,7 +18,7 @@ from conftest import GOLDEN, ROOT
 from featx.config import load_config
 from featx.data import Sample
 from featx.errors import UserError
-from featx.extract import FeatureExtractor
+from featx.extraction import FeatureExtractor
 from featx.models import build_model, fuse_conv_bn, to_channels_last, use_onednn_fusion
 from featx.models.layers import ConvModule
 from featx.registry import MODELS

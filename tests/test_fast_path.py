@@ -17,7 +17,7 @@ from featx.config import load_config
 from featx.data import build_pipeline
 from featx.data.pipeline import split_normalize
 from featx.data.transforms import Normalize
-from featx.extract import decode_workers, prepare_model
+from featx.extraction import decode_workers, prepare_model
 from featx.models import build_model, fuse_conv_bn, use_onednn_fusion
 from featx.models.layers import ConvModule
 

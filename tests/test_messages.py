@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 
-from featx.extract import Progress, VideoResult
+from featx.extraction import Progress, VideoResult
 from featx.store import differences, fingerprint
 
 

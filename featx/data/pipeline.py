@@ -7,10 +7,12 @@ onwards runs once per chunk of clips, and a final ``normalize`` can move to the 
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from featx.registry import TRANSFORMS
+from featx.wording import count
 
 ROLES = ("open", "sample", "decode", "spatial", "normalize", "layout")
 
@@ -73,6 +75,19 @@ def build_pipeline(cfgs: Sequence[Mapping[str, Any]], *, decoder: str | None = N
             extra["in_order"] = True
         steps.append(TRANSFORMS.build(cfg, **extra))
     return Pipeline(steps)
+
+
+def describe_views(pipeline: Pipeline) -> str:
+    """The views the pipeline makes of each video, for the start line: ``25 clips x 1 crop, 1 frame per clip``,
+    ``clips every 16 frames x 3 crops, 4 frames per clip, 16 apart``; empty without a sampler."""
+    samplers = pipeline.find("sample")
+    if not samplers:
+        return ""
+    sampler = samplers[0]
+    crops = math.prod(getattr(step, "num_crops", 1) for step in pipeline.find("spatial"))
+    apart = f", {sampler.frame_interval} apart" if sampler.clip_len > 1 and sampler.frame_interval > 1 else ""
+    return (f"{sampler.describe_clips()} x {count(crops, 'crop')}, {count(sampler.clip_len, 'frame')} per clip"
+            f"{apart}")
 
 
 def split_normalize(pipeline: Pipeline) -> tuple[Pipeline, Any | None]:

@@ -8,6 +8,7 @@ import numpy as np
 
 from featx.errors import UserError, VideoError
 from featx.registry import TRANSFORMS
+from featx.wording import count
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,10 @@ class SampleFrames:
         self.num_clips = num_clips
         self.twice_sample = twice_sample
         self.out_of_bound_opt = out_of_bound_opt
+
+    def describe_clips(self) -> str:
+        """The clips it takes of a video, for the start line (``25 clips``)."""
+        return count(self.num_clips * (2 if self.twice_sample else 1), "clip")
 
     def clip_offsets(self, total_frames: int) -> np.ndarray:
         """First frame of each clip (test mode); float when ``twice_sample`` adds unshifted offsets."""
@@ -124,6 +129,9 @@ class StrideSampleFrames(SampleFrames):
         self.stride_seconds = stride_seconds
         self.clips_per_chunk = clips_per_chunk or max(1, 64 // clip_len)
 
+    def describe_clips(self) -> str:
+        return f"clips every {self.stride} frames" if self.stride is not None else f"clips every {self.stride_seconds:g} s"
+
     def dense_offsets(self, total_frames: int, fps: float) -> np.ndarray:
         """First frame of each clip."""
         if self.stride is not None:
@@ -163,6 +171,9 @@ class DenseSampleFrames(SampleFrames):
         self.sample_range = sample_range
         self.num_sample_positions = num_sample_positions
 
+    def describe_clips(self) -> str:
+        return count(self.num_clips * self.num_sample_positions, "clip")
+
     def clip_offsets(self, total_frames: int) -> np.ndarray:
         positions = max(1, 1 + total_frames - self.sample_range)
         starts = np.linspace(0, positions - 1, num=self.num_sample_positions, dtype=int)
@@ -177,6 +188,9 @@ class UntrimmedSampleFrames(SampleFrames):
 
     def __init__(self, clip_len: int = 1, frame_interval: int = 16, start_index: int | None = None) -> None:
         super().__init__(clip_len, frame_interval, start_index=start_index)
+
+    def describe_clips(self) -> str:
+        return f"clips every {self.frame_interval} frames"
 
     def frame_indices(self, total_frames: int, start_index: int = 0) -> np.ndarray:
         centers = np.arange(self.frame_interval // 2, total_frames, self.frame_interval)

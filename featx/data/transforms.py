@@ -127,6 +127,7 @@ class CenterCrop:
     """Crop the centre: ``left = (W - cw) // 2``, ``top = (H - ch) // 2``; a view of the frames."""
 
     role: ClassVar[str] = "spatial"
+    num_crops: ClassVar[int] = 1
 
     def __init__(self, crop_size: int | Sequence[int], lazy: bool = False) -> None:
         if lazy:
@@ -140,7 +141,7 @@ class CenterCrop:
         left, top = (img_w - self.crop_w) // 2, (img_h - self.crop_h) // 2
         results["imgs"] = imgs[:, top:top + self.crop_h, left:left + self.crop_w]
         results["img_shape"] = (self.crop_h, self.crop_w)
-        results["num_crops"] = 1
+        results["num_crops"] = self.num_crops
         return results
 
 
@@ -149,6 +150,7 @@ class ThreeCrop:
     """Three crops along the long side (one side must equal the crop's): start, end, middle."""
 
     role: ClassVar[str] = "spatial"
+    num_crops: ClassVar[int] = 3
 
     def __init__(self, crop_size: int | Sequence[int]) -> None:
         self.crop_w, self.crop_h = _size_pair(crop_size, "ThreeCrop")
@@ -170,7 +172,7 @@ class ThreeCrop:
         _check_crop_fits(imgs, self.crop_w, self.crop_h, "ThreeCrop")
         results["imgs"] = _crops(imgs, self.offsets(*_frame_size(imgs)), self.crop_w, self.crop_h, flipped=False)
         results["img_shape"] = (self.crop_h, self.crop_w)
-        results["num_crops"] = 3
+        results["num_crops"] = self.num_crops
         return results
 
 
@@ -179,6 +181,7 @@ class TenCrop:
     """Four corners and the centre, each followed by its horizontal mirror."""
 
     role: ClassVar[str] = "spatial"
+    num_crops: ClassVar[int] = 10
 
     def __init__(self, crop_size: int | Sequence[int]) -> None:
         self.crop_w, self.crop_h = _size_pair(crop_size, "TenCrop")
@@ -193,7 +196,7 @@ class TenCrop:
         _check_crop_fits(imgs, self.crop_w, self.crop_h, "TenCrop")
         results["imgs"] = _crops(imgs, self.offsets(*_frame_size(imgs)), self.crop_w, self.crop_h, flipped=True)
         results["img_shape"] = (self.crop_h, self.crop_w)
-        results["num_crops"] = 10
+        results["num_crops"] = self.num_crops
         return results
 
 
@@ -274,6 +277,41 @@ class Normalize:
         mean = torch.from_numpy(self.mean).to(imgs.device).view(shape)
         inv_std = torch.from_numpy(self.inv_std).to(imgs.device).view(shape)
         return (imgs.float() - mean) * inv_std
+
+
+class GPUNormalize:
+    """MMAction2's ``GPUNormalize`` module hook (a config's ``module_hooks``): uint8 model input
+    normalised before the backbone, ``(x - mean) / std`` in float32 (a division, unlike ``Normalize``).
+
+    featx applies it where it applies a device-side ``Normalize``, on the whole (batch, views, ...) input.
+    """
+
+    HOOKED = {"type": "GPUNormalize", "hooked_module": "backbone", "hook_pos": "forward_pre"}
+
+    def __init__(self, input_format: str, mean: Sequence[float], std: Sequence[float]) -> None:
+        if input_format not in ("NCHW", "NCTHW"):
+            raise UserError(f"GPUNormalize: input_format={input_format!r} is not supported (NCHW or NCTHW)")
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.std = np.asarray(std, dtype=np.float32)
+
+    @classmethod
+    def from_module_hooks(cls, hooks: Sequence[Any] | None) -> GPUNormalize | None:
+        """The normalisation a config's ``module_hooks`` ask for, if any; any other hook is refused."""
+        found = None
+        for hook in hooks or ():
+            placement = {k: hook.get(k, cls.HOOKED[k]) for k in cls.HOOKED}
+            if placement != cls.HOOKED or found is not None:
+                raise UserError(f"module_hooks: {dict(hook)!r} is not supported (featx applies one GPUNormalize "
+                                "forward_pre hook on the backbone)")
+            found = cls(**{k: v for k, v in hook.items() if k not in cls.HOOKED})
+        return found
+
+    def normalize_tensor(self, imgs: torch.Tensor, channel_dim: int) -> torch.Tensor:
+        shape = [1] * imgs.dim()
+        shape[channel_dim] = 3
+        mean = torch.from_numpy(self.mean).to(imgs.device).view(shape)
+        std = torch.from_numpy(self.std).to(imgs.device).view(shape)
+        return (imgs.float() - mean) / std
 
 
 @TRANSFORMS.register()

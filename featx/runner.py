@@ -1,0 +1,373 @@
+"""One featx run, whoever asks for it (the ``featx`` command, :func:`featx.extract`, the benchmark, the
+demo): options -> config -> videos -> output checked -> model -> results -> output.
+
+:class:`RunOptions` holds what a run is asked to do and refuses bad values before anything is read;
+:class:`Extraction` is a run's prepared config, data path and model, giving each video's result;
+:func:`run` adds what makes a long run safe (the partial store, reuse of a finished output, several
+processes, the progress bar) and writes the output; :func:`extract_features` keeps results in memory.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from featx import __version__
+from featx.checkpoint import file_sha256
+from featx.config import LoaderSettings, load_config, reads_raw_frames, use_dense_sampling
+from featx.data import Pipeline, VideoDataset, VideoItem, build_pipeline, decoded_samples, find_videos, read_video_list
+from featx.data.pipeline import describe_views, split_normalize
+from featx.data.transforms import GPUNormalize
+from featx.data.video_list import VIDEO_EXTENSIONS
+from featx.distributed import (LAUNCHER_ENV, DistInfo, broadcast_from_main, gather_to_main, init_distributed, leave,
+                               object_group, shard)
+from featx.errors import UserError
+from featx.extraction import (PER, PRECISIONS, FeatureExtractor, Progress, VideoResult, batched, decode_workers, extract,
+                           prepare_model, resolve_precision, select_device)
+from featx.hostmem import keep_freed_memory
+from featx.output import OutputFormat, meta_path, open_output, sidecar, write_error_report, write_json
+from featx.registry import DECODERS, FORMATS
+from featx.reuse import Earlier, earlier_output
+from featx.store import PartialStore, Record, fingerprint
+from featx.wording import count
+
+log = logging.getLogger("featx")
+
+EXIT_OK, EXIT_VIDEOS_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DECODE_ORDERS = ("list", "sorted")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What a run is asked to do (the ``featx`` command's flags; ``featx --help`` says what each means).
+
+    ``videos`` lists the videos directly (Python callers), instead of ``video_list``; without either,
+    every video file under ``video_root`` is taken. ``out`` None keeps the results in memory.
+    """
+
+    config: str
+    checkpoint: str
+    out: str | None = None
+    video_list: str | None = None
+    videos: Sequence[str] | None = None
+    video_root: str = ""
+    video_ext: Sequence[str] = VIDEO_EXTENSIONS
+    out_format: str | None = None
+    per: str = "video"
+    dense_stride: str | None = None
+    cfg_options: Mapping[str, Any] = field(default_factory=dict)
+    fuse_conv_bn: bool = True
+    device: str | None = None
+    precision: str | None = None
+    workers: int | None = None
+    video_timeout: float = 300.0
+    decoder: str | None = None
+    decode_order: str = "list"
+    strict: bool = False
+    restart: bool = False
+    launcher: str = "none"
+    keep_freed_memory: bool = True  # on a CPU, glibc keeps what a forward frees (see featx.hostmem)
+
+    def check(self) -> None:
+        """Refuse values no run can take, in one line each, before any file is read or model loaded."""
+        choices = {"per": (self.per, PER), "decode_order": (self.decode_order, DECODE_ORDERS),
+                   "launcher": (self.launcher, ("none", *LAUNCHER_ENV)),
+                   "precision": (self.precision, (None, *PRECISIONS)),
+                   "decoder": (self.decoder, (None, *DECODERS.names())),
+                   "out_format": (self.out_format, (None, *FORMATS.names()))}
+        for name, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise UserError(f"{name}={value!r}: use one of {', '.join(str(a) for a in allowed if a is not None)}")
+        if not self.video_timeout > 0:
+            raise UserError(f"--video-timeout {self.video_timeout:g}: must be more than 0 seconds")
+        if self.workers is not None and self.workers < 0:
+            raise UserError(f"--workers {self.workers}: must be 0 or more")
+        if self.videos is not None and self.video_list is not None:
+            raise UserError("give the videos or a video list, not both")
+        if self.out is None and self.launcher != "none":
+            raise UserError("a distributed run writes an output: give out")
+
+
+def listed_videos(options: RunOptions) -> list[VideoItem]:
+    """The videos to extract: ``videos``, the video list's lines, or every video file under ``video_root``."""
+    root = options.video_root
+    if options.videos is not None or options.video_list is not None:
+        if root and not os.path.isdir(root):
+            raise UserError(f"--video-root {root}: no such folder")
+        if options.videos is not None:
+            items = [VideoItem(key, os.path.join(root, key)) for key in options.videos]
+            if not items:
+                raise UserError("no videos given")
+        else:
+            items = read_video_list(options.video_list, root)
+        if not any(os.path.exists(it.path) for it in items):  # stops at the first that exists
+            where = f"--video-root {root}" if root else "the current folder (no --video-root)"
+            source = options.video_list or "the videos given"
+            raise UserError(f"not one of the {len(items)} listed videos exists, the first is not at {items[0].path}: "
+                            f"check {where} and the paths in {source}")
+        return items
+    if root:
+        return find_videos(root, tuple(e.strip() for e in options.video_ext if e.strip()))
+    raise UserError("give --video-list, or --video-root alone to take every video file under it")
+
+
+def prepared_config(options: RunOptions) -> tuple[Config, Pipeline, Any]:
+    """The config (``--cfg-options``, dense sampling and the raw-frame rule applied), its test pipeline as the
+    workers run it, and the normalisation the device applies (a final ``Normalize``, or a ``GPUNormalize``
+    module hook), if any."""
+    cfg = load_config(options.config, options.cfg_options)
+    if options.dense_stride is not None:
+        use_dense_sampling(cfg, options.dense_stride)
+    pipeline, normalize = split_normalize(build_pipeline(cfg.data.test.pipeline, decoder=options.decoder,
+                                                          decode_order=options.decode_order))
+    hooked = GPUNormalize.from_module_hooks(cfg.get("module_hooks"))
+    if hooked is not None and (normalize is not None or pipeline.find("normalize")):
+        raise UserError("the config normalises twice (a Normalize step and a GPUNormalize module hook): keep one")
+    return cfg, pipeline, normalize or hooked
+
+
+@dataclass
+class Extraction:
+    """A run's prepared config, data path and model on its device; :meth:`results` gives each video's result.
+
+    ``timings`` adds up seconds per stage over every video it computed: the pipeline's steps (in the
+    decoding workers, overlapping the forward), the copy to the device and the forward.
+    """
+
+    options: RunOptions
+    cfg: Config
+    pipeline: Pipeline
+    extractor: FeatureExtractor
+    checkpoint_file: Path
+    workers: int
+    batch_size: int
+    info: DistInfo = field(default_factory=DistInfo)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def prepare(cls, options: RunOptions, prepared: tuple[Config, Pipeline, Any] | None = None) -> Extraction:
+        """Load the model on its device (joining the process group first when a launcher started this one)."""
+        cfg, pipeline, normalize = prepared or prepared_config(options)
+        device, info = select_device(options.device), DistInfo()
+        if options.launcher != "none":
+            info, device = init_distributed(options.launcher, device, cfg.get("dist_params", {}).get("backend"))
+        precision = resolve_precision(options.precision, cfg, device)
+        torch.backends.cudnn.benchmark = bool(cfg.get("cudnn_benchmark", False))
+        if device.type == "cpu" and options.keep_freed_memory:
+            keep_freed_memory()
+        model, checkpoint_file = prepare_model(cfg, options.checkpoint, device, fuse=options.fuse_conv_bn,
+                                               precision=precision)
+        settings = LoaderSettings.from_config(cfg)
+        workers = decode_workers(options.workers, settings.workers_per_gpu, device)
+        extractor = FeatureExtractor(model, device, precision, normalize, per=options.per)
+        return cls(options, cfg, pipeline, extractor, checkpoint_file, workers, max(1, settings.videos_per_gpu), info)
+
+    @property
+    def decoder(self) -> str:
+        return next((step.backend for step in self.pipeline.find("open")), "none")
+
+    def results(self, items: Sequence[VideoItem], on_chunk: Any = None) -> Iterator[VideoResult]:
+        """Every video's result, in list order: decoded in the workers, batched, through the model, its chunks
+        joined; ``on_chunk`` sees each chunk's result as it is computed."""
+        samples = decoded_samples(VideoDataset(items, self.pipeline), self.workers, self.options.video_timeout)
+        return extract(self.extractor, batched(self._timed(samples), self.batch_size), on_chunk=on_chunk)
+
+    def _timed(self, samples: Iterable[Any]) -> Iterator[Any]:
+        for sample in samples:
+            for step, seconds in getattr(sample, "timings", {}).items():
+                self.timings[step] = self.timings.get(step, 0.0) + seconds
+            yield sample
+        self.timings.update(self.extractor.timings)
+
+    def fingerprint(self, folder_output: bool) -> dict[str, Any]:
+        """What decides the vectors (the partial store and the meta sidecar record it; a rerun compares it)."""
+        o = self.options
+        return fingerprint(self.cfg.model.to_dict(), self.cfg.data.test.pipeline, file_sha256(self.checkpoint_file),
+                           precision=self.extractor.precision, fuse_conv_bn=o.fuse_conv_bn, decoder=self.decoder,
+                           decode_order=o.decode_order, video_root=os.path.abspath(o.video_root), per=o.per,
+                           folder_output=folder_output)
+
+    def describe(self) -> str:
+        """The start line's account of the model and where it runs."""
+        rule = ", a raw-frame config read from videos (featx's rule)" if reads_raw_frames(self.cfg) else ""
+        views = describe_views(self.pipeline)
+        return (f"config {self.options.config} ({', '.join(filter(None, [self.cfg.model.type, views]))}{rule}); "
+                f"checkpoint {self.checkpoint_file}; {self.extractor.device} ({self.extractor.precision}), "
+                f"{count(self.info.world_size, 'process', 'processes')}, {count(self.workers, 'decoding worker')}"
+                f"{' each' if self.info.world_size > 1 else ''}")
+
+    def provenance(self, output: OutputFormat, marks: dict[str, Any]) -> dict[str, Any]:
+        """What the meta sidecar records of how the output was made (its ``videos`` come from the results)."""
+        o = self.options
+        return {
+            "featx_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "format": FORMATS.name_of(type(output)),
+            "per": o.per,
+            "config_file": os.path.abspath(o.config),
+            "checkpoint": o.checkpoint,
+            "checkpoint_file": str(self.checkpoint_file),
+            "checkpoint_sha256": marks["checkpoint sha256"],
+            "precision": self.extractor.precision,
+            "device": str(self.extractor.device),
+            "processes": self.info.world_size,
+            "decoder": self.decoder,
+            "decode_order": o.decode_order,
+            "fuse_conv_bn": o.fuse_conv_bn,
+            "video_root": os.path.abspath(o.video_root),
+            "config": self.cfg.pretty_text,
+            "fingerprint": marks,
+        }
+
+
+class StrictFailure(Exception):
+    """--strict: a video failed."""
+
+
+@dataclass
+class Extracted:
+    """What :func:`extract_features` gives: ``{listed key: array}`` in list order, and the videos that failed."""
+
+    features: dict[str, np.ndarray]
+    failed: dict[str, str]  # {listed key: reason}
+
+
+def extract_features(options: RunOptions) -> Extracted:
+    """Every listed video's features, kept in memory (no output, store or progress bar): for Python callers."""
+    options.check()
+    prepared = prepared_config(options)
+    extraction = Extraction.prepare(options, prepared)
+    features, failed = {}, {}
+    for result in extraction.results(listed_videos(options)):
+        if result.error is None:
+            features[result.key] = result.feature
+        else:
+            failed[result.key] = result.error
+    return Extracted(features, failed)
+
+
+def run(options: RunOptions) -> int:
+    """Extract every listed video and write the output; return the exit status. Bad input raises UserError
+    before the model loads; finished videos go to ``<out>.partial`` as they come, so nothing is lost."""
+    options.check()
+    if options.out is None:
+        raise UserError("give --out")
+    prepared = prepared_config(options)
+    items = listed_videos(options)
+    output = open_output(options.out, options.out_format, [it.key for it in items])
+    extraction = Extraction.prepare(options, prepared)
+    info = extraction.info
+    marks = extraction.fingerprint(folder_output=output.streams)
+    store, earlier = None, Earlier()
+    if info.is_main:
+        earlier = earlier_output(output, marks, restart=options.restart)
+        store = PartialStore(sidecar(output.path, "partial"), marks, restart=options.restart)
+        if store.discarded or earlier.discarded:  # --restart
+            where = [f"{n} in {name}" for n, name in [(earlier.discarded, output.path.name),
+                                                      (store.discarded, store.path.name)] if n]
+            log.info("--restart: discarded %s (%s)", count(store.discarded + earlier.discarded, "earlier result"),
+                     ", ".join(where))
+    todo = [i for i, item in enumerate(items)
+            if store is None or (item.key not in store.done and item.key not in earlier.features)]
+    group = None
+    if info.world_size > 1:
+        group = object_group()
+        todo = broadcast_from_main(todo, group)
+    mine = shard([items[i] for i in todo], info)
+    done_before = ""
+    if store is not None:
+        done_before = from_earlier_runs(len(earlier.features), len(items) - len(todo) - len(earlier.features),
+                                        output.path, store)
+        work = (f"{count(len(items), 'video')} listed, {len(todo)} to compute ({done_before})" if done_before
+                else f"{count(len(todo), 'video')} to compute")
+        log.info("%s; %s", work, extraction.describe())
+
+    start = time.monotonic()
+    with Progress(len(todo)) if store is not None else contextlib.nullcontext() as progress:
+        results = extraction.results(mine, on_chunk=progress.chunk if progress is not None else None)
+        if group is not None:
+            results = gather_to_main(results, info, math.ceil(len(todo) / info.world_size), group)
+        if store is None:
+            for _ in results:  # this rank's results go to rank 0
+                pass
+            leave(group)
+            return EXIT_OK
+        try:
+            record(results, output, store, progress, strict=options.strict)
+            if group is not None:
+                leave(group)
+        except (KeyboardInterrupt, StrictFailure) as exc:
+            store.close()
+            saved = len(store.done)
+            if isinstance(exc, StrictFailure):
+                log.error("%s (%d videos kept in %s)", exc, saved, store.path)
+                return EXIT_VIDEOS_FAILED
+            log.error("interrupted: %d of %d videos are kept in %s; run the same command again to resume",
+                      saved, len(items), store.path)
+            return EXIT_INTERRUPTED
+    return finish(output, items, store, earlier, extraction.provenance(output, marks), computed=len(todo),
+                  done_before=done_before, seconds=time.monotonic() - start)
+
+
+def from_earlier_runs(reused: int, resumed: int, out: Path, store: PartialStore) -> str:
+    """``3 reused from feats.pkl, 2 resumed from feats.pkl.partial``, each part only when not 0."""
+    parts = [f"{reused} reused from {out.name}" if reused else "",
+             f"{resumed} resumed from {store.path.name}" if resumed else ""]
+    return ", ".join(filter(None, parts))
+
+
+def record(results: Iterable[VideoResult], output: OutputFormat, store: PartialStore, progress: Progress, *,
+           strict: bool) -> None:
+    """Each result, as it comes (on the progress bar): its array to a streaming output, then its record to the
+    store. ``strict``: a failed video raises :class:`StrictFailure`."""
+    with logging_redirect_tqdm(loggers=[log]):
+        for result in results:
+            progress.video(result)
+            feature = result.feature
+            details = result.info
+            if output.streams and feature is not None:
+                output.add(result.key, feature)
+                feature, details = None, {**details, **output.entry(result.key)}  # where it went, for a resume
+            store.add(Record(result.key, feature, result.error, details))
+            if result.error is not None and strict:
+                raise StrictFailure(f"--strict: stopped at {result.key}: {result.error}")
+
+
+def finish(output: OutputFormat, items: list[VideoItem], store: PartialStore, earlier: Earlier,
+           provenance: dict[str, Any], *, computed: int, done_before: str, seconds: float) -> int:
+    """Write the output (list order) from the store and the earlier output, its meta sidecar and the error
+    report, then drop the store and what videos no longer listed left."""
+    out = output.path
+    records = store.records()
+    arrays: dict[str, Any] = {}
+    videos: dict[str, dict[str, Any]] = {}
+    failures: list[tuple[str, str]] = []
+    for key in (it.key for it in items):
+        got = records.get(key)
+        if got is not None and got.error is None:
+            arrays[key], videos[key] = got.array, {**output.entry(key), **(got.info or {})}
+        elif key in earlier.features:
+            arrays[key], videos[key] = earlier.features[key], earlier.videos[key]
+        elif got is not None:
+            failures.append((key, got.error))
+    output.write(arrays if not output.streams else {})
+    write_json(meta_path(out), {**provenance, "videos": videos, "failed": [{"video": k, "reason": r} for k, r in failures]})
+    report = write_error_report(out, failures)
+    store.remove()
+    output.remove(earlier.dropped.values())
+    log.info("%d written, %d failed (%d computed in this run%s), in %.1f s -> %s%s", len(videos), len(failures),
+             computed, f", {done_before}" if done_before else "", seconds, out,
+             f"; failures listed in {report}" if report else "")
+    return EXIT_VIDEOS_FAILED if failures else EXIT_OK
+
