@@ -14,7 +14,7 @@ import posixpath
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import IO, Any, Callable, ClassVar, Iterable, NamedTuple
+from typing import IO, Any, Callable, ClassVar, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -336,6 +336,28 @@ def error_report_path(out: Path) -> Path:
 def write_json(path: Path, obj: Any) -> None:
     text = json.dumps(obj, indent=1)
     atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def write_meta(out: Path, header: Mapping[str, Any], videos: Iterable[tuple[str, Mapping[str, Any]]],
+               failures: Sequence[tuple[str, str]]) -> None:
+    """``<out>.meta.json``: ``header``'s fields, then ``videos`` (``{key: entry}``) one a line as they come, so
+    that no more than one video's entry need be in memory, then the failures; written atomically."""
+    head = json.dumps({**header, "videos": None}, indent=1)
+
+    def dump(f: IO[bytes]) -> None:
+        f.write(head[:head.rindex('"videos": null')].encode() + b'"videos": {')
+        _rows(f, (f"{json.dumps(key)}: {json.dumps(entry, separators=(',', ':'))}" for key, entry in videos))
+        f.write(b'\n },\n "failed": [')
+        _rows(f, (json.dumps({"video": key, "reason": reason}) for key, reason in failures))
+        f.write(b"\n ]\n}\n")
+
+    atomic_write(meta_path(out), dump)
+
+
+def _rows(f: IO[bytes], rows: Iterable[str]) -> None:
+    """JSON members or items, one a line, comma-separated."""
+    for n, row in enumerate(rows):
+        f.write((",\n  " if n else "\n  ").encode() + row.encode())
 
 
 def write_error_report(out: Path, failures: list[tuple[str, str]]) -> Path | None:

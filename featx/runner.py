@@ -36,7 +36,7 @@ from featx.errors import UserError
 from featx.extraction import (PER, PRECISIONS, FeatureExtractor, Progress, VideoResult, batched, decode_workers, extract,
                            prepare_model, resolve_precision, select_device)
 from featx.hostmem import keep_freed_memory
-from featx.output import OutputFormat, meta_path, open_output, sidecar, write_error_report, write_json
+from featx.output import OutputFormat, open_output, sidecar, write_error_report, write_meta
 from featx.registry import DECODERS, FORMATS
 from featx.reuse import Earlier, earlier_output
 from featx.store import PartialStore, Record, fingerprint
@@ -346,28 +346,44 @@ def record(results: Iterable[VideoResult], output: OutputFormat, store: PartialS
 
 def finish(output: OutputFormat, items: list[VideoItem], store: PartialStore, earlier: Earlier,
            provenance: dict[str, Any], *, computed: int, done_before: str, seconds: float) -> int:
-    """Write the output (list order) from the store and the earlier output, its meta sidecar and the error
-    report, then drop the store and what videos no longer listed left."""
+    """Write the output (list order) from the store and the earlier output, then its meta sidecar (each video's
+    entry read back from the store as it is written: they are never all in memory) and the error report, then
+    drop the store and what videos no longer listed left. A dict format's arrays are all held for its write."""
     out = output.path
-    records = store.records()
+    keys = [it.key for it in items]
+    offsets = store.offsets()
     arrays: dict[str, Any] = {}
-    videos: dict[str, dict[str, Any]] = {}
     failures: list[tuple[str, str]] = []
-    for key in (it.key for it in items):
-        got = records.get(key)
-        if got is not None and got.error is None:
-            arrays[key], videos[key] = got.array, {**output.entry(key), **(got.info or {})}
-        elif key in earlier.features:
-            arrays[key], videos[key] = earlier.features[key], earlier.videos[key]
-        elif got is not None:
-            failures.append((key, got.error))
-    output.write(arrays if not output.streams else {})
-    write_json(meta_path(out), {**provenance, "videos": videos, "failed": [{"video": k, "reason": r} for k, r in failures]})
+    written = 0
+    for key, array, _, error in outcomes(keys, output, store, offsets, earlier, arrays=not output.streams):
+        if error is not None:
+            failures.append((key, error))
+            continue
+        written += 1
+        if not output.streams:
+            arrays[key] = array
+    output.write(arrays)
+    arrays.clear()
+    entries = outcomes(keys, output, store, offsets, earlier, arrays=False)
+    write_meta(out, provenance, ((key, entry) for key, _, entry, error in entries if error is None), failures)
     report = write_error_report(out, failures)
     store.remove()
     output.remove(earlier.dropped.values())
-    log.info("%d written, %d failed (%d computed in this run%s), in %.1f s -> %s%s", len(videos), len(failures),
+    log.info("%d written, %d failed (%d computed in this run%s), in %.1f s -> %s%s", written, len(failures),
              computed, f", {done_before}" if done_before else "", seconds, out,
              f"; failures listed in {report}" if report else "")
     return EXIT_VIDEOS_FAILED if failures else EXIT_OK
 
+
+def outcomes(keys: list[str], output: OutputFormat, store: PartialStore, offsets: dict[str, int], earlier: Earlier,
+             *, arrays: bool) -> Iterator[tuple[str, Any, dict[str, Any] | None, str | None]]:
+    """``(key, array, meta entry, error)`` of each listed video that has an outcome, in list order: the store's
+    latest (``arrays=False`` leaves its array unread), else the earlier output's."""
+    for key in keys:
+        got = store.read(offsets[key], array=arrays) if key in offsets else None
+        if got is not None and got.error is None:
+            yield key, got.array, {**output.entry(key), **(got.info or {})}, None
+        elif key in earlier.features:
+            yield key, earlier.features[key], earlier.videos[key], None
+        elif got is not None:
+            yield key, None, None, got.error

@@ -54,14 +54,23 @@ def _decode(body: bytes) -> tuple[dict[str, Any], bytes]:
     return json.loads(body[HEADER_LEN.size:HEADER_LEN.size + n]), body[HEADER_LEN.size + n:]
 
 
-def _read_bodies(f: Any) -> Iterator[tuple[int, bytes]]:
-    """(offset, body) of each intact record from the current position; stops at a torn or corrupt one."""
+def _read_bodies(f: Any, *, headers_only: bool = False) -> Iterator[tuple[int, bytes]]:
+    """(offset, body) of each intact record from the current position; stops at a torn or corrupt one.
+
+    ``headers_only``: each body's header part alone, its array skipped unread and unchecked: for a store
+    this run opened (its torn tail was cut off then) and has written since.
+    """
     while True:
         offset = f.tell()
         frame = f.read(FRAME.size)
         if len(frame) < FRAME.size:
             return
         length, crc = FRAME.unpack(frame)
+        if headers_only:
+            head = f.read(_header_size(f))
+            f.seek(offset + FRAME.size + length)
+            yield offset, head
+            continue
         body = f.read(length)
         if len(body) < length or zlib.crc32(body) != crc:
             return
@@ -146,10 +155,24 @@ class PartialStore:
         os.fsync(self._file.fileno())
         self._last_sync = time.monotonic()
 
-    def records(self) -> dict[str, Record]:
-        """The latest record of every key, read back from disk."""
+    def offsets(self) -> dict[str, int]:
+        """Where the latest record of every key starts (a retried key's latest try wins), found by reading the
+        records' headers only; :meth:`read` gives a record back."""
         self._sync()
-        return read_records(self.path)
+        f = self._file
+        f.seek(len(MAGIC))
+        latest: dict[str, int] = {}
+        for offset, head in itertools.islice(_read_bodies(f, headers_only=True), 1, None):  # after the fingerprint
+            latest[_decode(head)[0]["key"]] = offset
+        return latest
+
+    def read(self, offset: int, *, array: bool = True) -> Record:
+        """The record at ``offset`` (from :meth:`offsets`); ``array=False`` leaves its array unread."""
+        f = self._file
+        f.seek(offset)
+        length, _ = FRAME.unpack(f.read(FRAME.size))
+        header, payload = _decode(f.read(length if array else _header_size(f)))
+        return _record(header, payload if array else None)
 
     def close(self) -> None:
         if not self._file.closed:
@@ -159,6 +182,22 @@ class PartialStore:
     def remove(self) -> None:
         self.close()
         self.path.unlink(missing_ok=True)
+
+
+def _header_size(f: Any) -> int:
+    """The length of a record body's header part (its length field and JSON), read at the body's start; the
+    file is left where it was."""
+    (n,) = HEADER_LEN.unpack(f.read(HEADER_LEN.size))
+    f.seek(-HEADER_LEN.size, os.SEEK_CUR)
+    return HEADER_LEN.size + n
+
+
+def _record(header: dict[str, Any], payload: bytes | None) -> Record:
+    """The record a header and its array's bytes (None: left unread) make."""
+    array = None
+    if header.get("dtype") and payload is not None:
+        array = np.frombuffer(payload, dtype=np.dtype(header["dtype"])).reshape(header["shape"]).copy()
+    return Record(header["key"], array, header.get("error"), header.get("info"))
 
 
 def _done_keys(f: Any) -> set[str]:
@@ -182,10 +221,7 @@ def read_records(path: Path) -> dict[str, Record]:
         next(bodies, None)  # the fingerprint
         for _, body in bodies:
             header, payload = _decode(body)
-            array = None
-            if header.get("dtype"):
-                array = np.frombuffer(payload, dtype=np.dtype(header["dtype"])).reshape(header["shape"]).copy()
-            latest[header["key"]] = Record(header["key"], array, header.get("error"), header.get("info"))
+            latest[header["key"]] = _record(header, payload)
     return latest
 
 
