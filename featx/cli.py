@@ -19,6 +19,7 @@ from featx.extraction import PRECISIONS
 from featx.model_index import find_model, models, resolve_model, table
 from featx.registry import DECODERS, FORMATS
 from featx.runner import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_VIDEOS_FAILED, RunOptions, run
+from featx.shards import SHARD_BY
 
 log = logging.getLogger("featx")
 
@@ -74,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="stop at the first video that fails (exit 1)")
     p.add_argument("--restart", action="store_true", help="discard results of an earlier interrupted run instead of resuming")
     p.add_argument("--launcher", choices=["none", *LAUNCHER_ENV], default="none", help="job launcher (see README)")
+    p.add_argument("--shard", metavar="K/N|auto",
+                   help="take the K-th (from 0) of N contiguous slices of the list, the same on every machine, and "
+                        "write OUT's stem.shard-KKKK-of-NNNN output beside OUT (join them with `featx merge`); "
+                        "auto: Slurm's SLURM_ARRAY_TASK_ID of SLURM_ARRAY_TASK_COUNT")
+    p.add_argument("--shard-by", choices=SHARD_BY, default="count",
+                   help="balance the shards by number of videos (default) or by the videos' file sizes")
     p.add_argument("--local-rank", "--local_rank", dest="local_rank", type=int, default=0,
                    help="set by older launchers; torchrun uses LOCAL_RANK")
     p.add_argument("--gpu-collect", action="store_true", help=argparse.SUPPRESS)
@@ -121,7 +128,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         dense_stride=args.dense_stride, cfg_options=args.cfg_options, fuse_conv_bn=args.fuse_conv_bn,
         device=args.device, precision=args.precision, workers=args.workers, video_timeout=args.video_timeout,
         decoder=args.decoder, decode_order=args.decode_order, strict=args.strict, restart=args.restart,
-        launcher=args.launcher)
+        launcher=args.launcher, shard=args.shard, shard_by=args.shard_by)
 
 
 def list_models(argv: Sequence[str]) -> int:

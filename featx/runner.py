@@ -39,6 +39,7 @@ from featx.hostmem import keep_freed_memory
 from featx.output import OutputFormat, open_output, sidecar, write_error_report, write_meta
 from featx.registry import DECODERS, FORMATS
 from featx.reuse import Earlier, earlier_output
+from featx.shards import SHARD_BY, ShardSlice, parse_shard
 from featx.store import PartialStore, Record, fingerprint
 from featx.wording import count
 
@@ -77,6 +78,8 @@ class RunOptions:
     strict: bool = False
     restart: bool = False
     launcher: str = "none"
+    shard: str | None = None  # "K/N" or "auto" (Slurm's job array): this run takes the K-th of N slices of the list
+    shard_by: str = "count"
     keep_freed_memory: bool = True  # on a CPU, glibc keeps what a forward frees (see featx.hostmem)
 
     def check(self) -> None:
@@ -85,7 +88,7 @@ class RunOptions:
                    "launcher": (self.launcher, ("none", *LAUNCHER_ENV)),
                    "precision": (self.precision, (None, *PRECISIONS)),
                    "decoder": (self.decoder, (None, *DECODERS.names())),
-                   "out_format": (self.out_format, (None, *FORMATS.names()))}
+                   "out_format": (self.out_format, (None, *FORMATS.names())), "shard_by": (self.shard_by, SHARD_BY)}
         for name, (value, allowed) in choices.items():
             if value not in allowed:
                 raise UserError(f"{name}={value!r}: use one of {', '.join(str(a) for a in allowed if a is not None)}")
@@ -97,6 +100,10 @@ class RunOptions:
             raise UserError("give the videos or a video list, not both")
         if self.out is None and self.launcher != "none":
             raise UserError("a distributed run writes an output: give out")
+        if self.shard is not None:
+            parse_shard(self.shard)
+            if self.out is None:
+                raise UserError("a shard writes an output of its own beside out: give out")
 
 
 def listed_videos(options: RunOptions) -> list[VideoItem]:
@@ -265,7 +272,12 @@ def run(options: RunOptions) -> int:
         raise UserError("give --out")
     prepared = prepared_config(options)
     items = listed_videos(options)
-    output = open_output(options.out, options.out_format, [it.key for it in items])
+    out, sliced = options.out, None
+    if options.shard is not None:  # from here on, the run is the shard's: its slice, its own output
+        sliced = ShardSlice.of(items, parse_shard(options.shard), options.shard_by, options.video_list)
+        items, out = sliced.items, sliced.shard.output(options.out)
+        log.info("%s", sliced.describe(out))
+    output = open_output(out, options.out_format, [it.key for it in items])
     extraction = Extraction.prepare(options, prepared)
     info = extraction.info
     marks = extraction.fingerprint(folder_output=output.streams)
@@ -316,8 +328,9 @@ def run(options: RunOptions) -> int:
             log.error("interrupted: %d of %d videos are kept in %s; run the same command again to resume",
                       saved, len(items), store.path)
             return EXIT_INTERRUPTED
-    return finish(output, items, store, earlier, extraction.provenance(output, marks), computed=len(todo),
-                  done_before=done_before, seconds=time.monotonic() - start)
+    provenance = {**extraction.provenance(output, marks), **(sliced.meta() if sliced else {})}
+    return finish(output, items, store, earlier, provenance, computed=len(todo), done_before=done_before,
+                  seconds=time.monotonic() - start)
 
 
 def from_earlier_runs(reused: int, resumed: int, out: Path, store: PartialStore) -> str:

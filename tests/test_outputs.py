@@ -241,6 +241,8 @@ def test_tree_names_keep_leaves_and_folders_apart():
     (["--out-format", "list", "--out", "feats.npz"], "list format"),
     (["--out-format", "pdf"], "invalid choice"),
     (["--out-format", "pkl", "--out", "{tmp}"], "is a folder"),
+    (["--shard", "3/3"], "--shard 3/3: shard 3 of 3 does not exist"),
+    (["--shard", "1-4"], "--shard 1-4: give K/N"),
 ])
 def test_bad_new_options_are_one_line_and_exit_2(flags, words, golden_checkpoint, tmp_path):
     video_list = write_list(tmp_path / "list.txt", [SHORT])

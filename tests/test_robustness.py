@@ -179,14 +179,23 @@ def eight(tmp_path):
     return root, write_list(tmp_path / "eight.txt", names), names
 
 
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT])
-def test_interrupted_run_resumes_to_the_same_file(how, golden_checkpoint, eight, tmp_path):
+@pytest.mark.parametrize("how, shard", [(signal.SIGKILL, None), (signal.SIGINT, None), (signal.SIGKILL, "0/2")])
+def test_interrupted_run_resumes_to_the_same_file(how, shard, golden_checkpoint, eight, tmp_path):
+    """A whole run, or a shard (its own output and partial store; its slice is the first half of the list)."""
     root, video_list, names = eight
     args = [TSN, golden_checkpoint("tsn_clip"), "--video-list", video_list, "--video-root", root, *FAST,
             "--workers", "1"]
-    out = tmp_path / "feats.pkl"
-    proc = _featx_popen(*args, "--out", out)
-    _wait_for(lambda: sidecar(out, "partial").exists() and len(read_records(sidecar(out, "partial"))) >= 3)
+    n = 8
+
+    def written(stem: str) -> Path:  # what a run with --out <stem>.pkl writes
+        return tmp_path / (f"{stem}.pkl" if shard is None else f"{stem}.shard-0000-of-0002.pkl")
+
+    if shard is not None:
+        args += ["--shard", shard]
+        n, names = 4, names[:4]
+    out = written("feats")
+    proc = _featx_popen(*args, "--out", tmp_path / "feats.pkl")
+    _wait_for(lambda: sidecar(out, "partial").exists() and len(read_records(sidecar(out, "partial"))) >= 2)
     proc.send_signal(how)
     stopped = time.monotonic()
     _, stderr = proc.communicate(timeout=60)
@@ -195,14 +204,13 @@ def test_interrupted_run_resumes_to_the_same_file(how, golden_checkpoint, eight,
         assert time.monotonic() - stopped < 10 and proc.returncode == 130
         assert "run the same command again to resume" in stderr
     done = len(read_records(sidecar(out, "partial")))
-    assert 3 <= done < 8
+    assert 2 <= done < n
 
-    rerun = run_featx(*args, "--out", out)
+    rerun = run_featx(*args, "--out", tmp_path / "feats.pkl")
     assert rerun.returncode == 0, rerun.stderr
-    assert f"{8 - done} computed in this run, {done} resumed" in rerun.stderr
-    whole = tmp_path / "whole.pkl"
-    assert run_featx(*args, "--out", whole).returncode == 0
-    a, b = pickle.loads(out.read_bytes()), pickle.loads(whole.read_bytes())
+    assert f"{n - done} computed in this run, {done} resumed" in rerun.stderr
+    assert run_featx(*args, "--out", tmp_path / "whole.pkl").returncode == 0
+    a, b = pickle.loads(out.read_bytes()), pickle.loads(written("whole").read_bytes())
     assert list(a) == list(b) == names
     for name in names:
         np.testing.assert_array_equal(a[name], b[name])
