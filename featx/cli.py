@@ -16,6 +16,7 @@ from featx.data.video_list import VIDEO_EXTENSIONS
 from featx.distributed import LAUNCHER_ENV, DistInfo, launcher_info
 from featx.errors import UserError
 from featx.extraction import PRECISIONS
+from featx.merge import merge
 from featx.model_index import find_model, models, resolve_model, table
 from featx.registry import DECODERS, FORMATS
 from featx.runner import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_VIDEOS_FAILED, RunOptions, run
@@ -139,6 +140,39 @@ def list_models(argv: Sequence[str]) -> int:
     return EXIT_OK if entries else EXIT_USAGE
 
 
+def merge_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="featx merge",
+        description="Join the outputs of one run's shards (--shard K/N) into one output, in list order.",
+        epilog="Exit status: 0 every video merged; 1 some videos failed in their shard or are in no shard given "
+               "(listed in OUT.errors.json); 2 bad input (shards of other settings or lists, not a shard output).")
+    p.add_argument("shards", nargs="+", metavar="SHARD", help="shard outputs (any format, any mix of shard counts)")
+    p.add_argument("--out", required=True, help="the merged output; its suffix or --out-format says the format")
+    p.add_argument("--out-format", choices=FORMATS.names(), help="output format instead of --out's suffix")
+    p.add_argument("--video-list", help="the list the shards were made from, to name the videos of a missing shard "
+                                        "(default: the list file the shards recorded, if it is still there)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def merge_command(argv: Sequence[str]) -> int:
+    """``featx merge --out OUT SHARD ...``"""
+    args = merge_parser().parse_args(argv)
+    setup_logging(args.debug)
+    try:
+        return merge(args.shards, args.out, args.out_format, args.video_list)
+    except UserError as exc:
+        return _usage_error(exc, args.debug)
+
+
+def _usage_error(exc: UserError, debug: bool) -> int:
+    """One ``featx: error:`` line (and the traceback with --debug); the exit status of bad input."""
+    if debug:
+        log.exception("error")
+    log.error("%s", exc)
+    return EXIT_USAGE
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -147,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["models"] or "--list-models" in argv:
         return list_models(argv[1:] if argv[:1] == ["models"] else [])
+    if argv[:1] == ["merge"]:
+        return merge_command(argv[1:])
     args = build_parser().parse_args(argv)
     setup_logging(args.debug)
     # Slurm pre-emption and kill stop the run like Ctrl-C; once it has returned, during the interpreter's
@@ -159,10 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             setup_logging(args.debug, launcher_info(options.launcher))
         return run(options)
     except UserError as exc:
-        if args.debug:
-            log.exception("error")
-        log.error("%s", exc)
-        return EXIT_USAGE
+        return _usage_error(exc, args.debug)
     except KeyboardInterrupt:
         log.error("interrupted")
         return EXIT_INTERRUPTED
