@@ -7,11 +7,9 @@ import logging
 import os
 import re
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping
 
-import numpy as np
 import torch
 from mmengine.config import Config
 from torch import nn

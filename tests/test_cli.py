@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import featx
-from conftest import CASE_CONFIGS, ROOT, VIDEOS, golden_features, rel_error, run_featx, write_list
+from helpers import CASE_CONFIGS, ROOT, VIDEOS, golden_features, rel_error, run_featx, write_list
 from featx.cli import build_parser, options_from
 from featx.config import LoaderSettings, load_config
 from featx.errors import UserError

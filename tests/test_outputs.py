@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import featx
-from conftest import CASE_CONFIGS, GOLDEN, ROOT, VIDEOS, golden_features, rel_error, run_featx, write_list
+from helpers import CASE_CONFIGS, GOLDEN, ROOT, VIDEOS, golden_features, rel_error, run_featx, write_list
 from featx.config import load_config
 from featx.data import VideoDataset, VideoItem, build_pipeline
 from featx.output import safe_names

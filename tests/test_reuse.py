@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import featx
-from conftest import CASE_CONFIGS, VIDEOS, golden_features, run_featx, write_list
+from helpers import CASE_CONFIGS, VIDEOS, golden_features, run_featx, write_list
 
 TSN = CASE_CONFIGS["tsn_clip"]
 FAST = ["--cfg-options", "data.test.pipeline.1.num_clips=3", "--device", "cpu", "--workers", "1"]
