@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from featx.config import LoaderSettings, load_config  # noqa: E402
 from featx.data import VideoDataset, VideoItem, build_pipeline, read_video_list  # noqa: E402
-from featx.extraction import FeatureExtractor, VideoResult, batched, extract, prepare_model, select_device  # noqa: E402
+from featx.extraction import FeatureExtractor, batched, extract, prepare_model, select_device  # noqa: E402
+from featx.result import VideoResult  # noqa: E402
 from featx.models import build_model  # noqa: E402
 from featx.registry import TRANSFORMS  # noqa: E402
 from featx.runner import Extraction, RunOptions  # noqa: E402

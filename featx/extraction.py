@@ -7,11 +7,9 @@ import logging
 import os
 import re
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping
 
-import numpy as np
 import torch
 from mmengine.config import Config
 from torch import nn
@@ -19,9 +17,11 @@ from tqdm import tqdm
 
 from featx.checkpoint import load_checkpoint
 from featx.data import Failure, Sample
+from featx.data.dataset import join_chunks
 from featx.data.decoders import first_line
 from featx.data.transforms import Normalize
 from featx.errors import UserError
+from featx.result import VideoResult
 from featx.models import build_model, fuse_conv_bn, to_channels_last, use_onednn_fusion
 
 log = logging.getLogger(__name__)
@@ -31,19 +31,6 @@ PER = ("video", "clip", "view")
 # RuntimeErrors of the device itself (out of memory, a failed kernel): not a video's fault.
 DEVICE_ERRORS = (torch.cuda.OutOfMemoryError, torch.AcceleratorError)
 DEVICE = re.compile(r"cpu|cuda(:\d+)?")  # what --device accepts (torch knows more types, featx runs on these)
-
-
-@dataclass
-class VideoResult:
-    """What one video (or one chunk of it) produced: features, or the reason it has none."""
-
-    index: int
-    key: str
-    feature: np.ndarray | None = None
-    error: str | None = None
-    info: dict[str, Any] = field(default_factory=dict)
-    chunk: int = 0
-    num_chunks: int = 1
 
 
 def select_device(name: str | None) -> torch.device:
@@ -207,43 +194,6 @@ def _result(sample: Sample | Failure, **outcome: Any) -> VideoResult:
                        **outcome)
 
 
-def clip_times(frame_inds: list[int], clip_len: int, fps: float) -> list[list[float]]:
-    """Each clip's ``[start, end]`` in seconds: from its earliest sampled frame to the end of its latest."""
-    if fps <= 0:
-        return []
-    clips = np.asarray(frame_inds, dtype=np.int64).reshape(-1, clip_len)
-    return [[float(c.min()) / fps, float(c.max() + 1) / fps] for c in clips]
-
-
-def assemble(chunks: Iterable[VideoResult], per: str = "video") -> Iterator[VideoResult]:
-    """Join each video's chunk results into its result (a failed chunk fails the video, and the
-    video's later chunks are dropped); each video is yielded as soon as it is whole."""
-    parts: list[VideoResult] = []
-    finished = -1  # index of the last video yielded
-    for part in chunks:
-        if part.index == finished:
-            continue
-        if part.error is not None:
-            parts, finished = [], part.index
-            yield VideoResult(part.index, part.key, error=part.error)
-            continue
-        parts.append(part)
-        if part.chunk + 1 < part.num_chunks:
-            continue
-        if len(parts) == 1:
-            result = parts[0]
-        else:
-            feature = np.concatenate([p.feature for p in parts])
-            info = dict(parts[0].info, frame_inds=[i for p in parts for i in p.info["frame_inds"]])
-            result = VideoResult(part.index, part.key, feature=feature.mean(0) if per == "video" else feature,
-                                 info=info)
-        info = result.info
-        info["duration"] = info["total_frames"] / info["avg_fps"] if info["avg_fps"] > 0 else None
-        info["clips"] = clip_times(info["frame_inds"], info["clip_len"], info["avg_fps"])
-        parts, finished = [], part.index
-        yield result
-
-
 def extract(extractor: FeatureExtractor, batches: Iterable[list[dict[str, Any]]],
             on_chunk: Callable[[VideoResult], None] | None = None) -> Iterator[VideoResult]:
     """Every video's result, in list order; ``on_chunk`` sees each chunk's result as it is computed."""
@@ -255,7 +205,7 @@ def extract(extractor: FeatureExtractor, batches: Iterable[list[dict[str, Any]]]
                     on_chunk(part)
                 yield part
 
-    return assemble(chunks(), extractor.per)
+    return join_chunks(chunks(), extractor.per)
 
 
 class Progress:

@@ -33,14 +33,15 @@ from featx.data.video_list import VIDEO_EXTENSIONS
 from featx.distributed import (LAUNCHER_ENV, DistInfo, broadcast_from_main, gather_to_main, init_distributed, leave,
                                object_group, shard)
 from featx.errors import UserError
-from featx.extraction import (PER, PRECISIONS, FeatureExtractor, Progress, VideoResult, batched, decode_workers, extract,
-                           prepare_model, resolve_precision, select_device)
+from featx.extraction import (PER, PRECISIONS, FeatureExtractor, Progress, batched, decode_workers, extract,
+                              prepare_model, resolve_precision, select_device)
 from featx.hostmem import keep_freed_memory
 from featx.output import OutputFormat, open_output, sidecar, write_error_report, write_meta
 from featx.registry import DECODERS, FORMATS
 from featx.reuse import Earlier, earlier_output
+from featx.result import VideoResult
 from featx.shards import SHARD_BY, ShardSlice, parse_shard
-from featx.store import PartialStore, Record, fingerprint
+from featx.store import PartialStore, fingerprint
 from featx.wording import count
 
 log = logging.getLogger("featx")
@@ -352,7 +353,7 @@ def record(results: Iterable[VideoResult], output: OutputFormat, store: PartialS
             if output.streams and feature is not None:
                 output.add(result.key, feature)
                 feature, details = None, {**details, **output.entry(result.key)}  # where it went, for a resume
-            store.add(Record(result.key, feature, result.error, details))
+            store.add(VideoResult(result.index, result.key, feature, result.error, details))
             if result.error is not None and strict:
                 raise StrictFailure(f"--strict: stopped at {result.key}: {result.error}")
 
@@ -395,7 +396,7 @@ def outcomes(keys: list[str], output: OutputFormat, store: PartialStore, offsets
     for key in keys:
         got = store.read(offsets[key], array=arrays) if key in offsets else None
         if got is not None and got.error is None:
-            yield key, got.array, {**output.entry(key), **(got.info or {})}, None
+            yield key, got.feature, {**output.entry(key), **got.info}, None
         elif key in earlier.features:
             yield key, earlier.features[key], earlier.videos[key], None
         elif got is not None:

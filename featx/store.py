@@ -16,13 +16,13 @@ import re
 import struct
 import time
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from featx.errors import UserError
+from featx.result import VideoResult
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +31,6 @@ FRAME = struct.Struct("<II")
 HEADER_LEN = struct.Struct("<I")
 FSYNC_EVERY_S = 5.0
 SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-@dataclass
-class Record:
-    """One video's outcome: its array, or the reason it has none."""
-
-    key: str
-    array: np.ndarray | None = None
-    error: str | None = None
-    info: dict[str, Any] | None = None
 
 
 def _encode(header: dict[str, Any], payload: bytes = b"") -> bytes:
@@ -135,12 +125,12 @@ class PartialStore:
             end = f.tell()
         f.truncate(end)
 
-    def add(self, record: Record) -> None:
+    def add(self, record: VideoResult) -> None:
         """Append one video's outcome; flushed at once, fsynced every few seconds."""
         header: dict[str, Any] = {"key": record.key, "error": record.error, "info": record.info or {}}
         payload = b""
-        if record.array is not None:
-            array = np.ascontiguousarray(record.array)
+        if record.feature is not None:
+            array = np.ascontiguousarray(record.feature)
             header.update(dtype=array.dtype.str, shape=list(array.shape))
             payload = array.tobytes()
         self._file.write(_encode(header, payload))
@@ -166,7 +156,7 @@ class PartialStore:
             latest[_decode(head)[0]["key"]] = offset
         return latest
 
-    def read(self, offset: int, *, array: bool = True) -> Record:
+    def read(self, offset: int, *, array: bool = True) -> VideoResult:
         """The record at ``offset`` (from :meth:`offsets`); ``array=False`` leaves its array unread."""
         f = self._file
         f.seek(offset)
@@ -192,12 +182,12 @@ def _header_size(f: Any) -> int:
     return HEADER_LEN.size + n
 
 
-def _record(header: dict[str, Any], payload: bytes | None) -> Record:
+def _record(header: dict[str, Any], payload: bytes | None) -> VideoResult:
     """The record a header and its array's bytes (None: left unread) make."""
     array = None
     if header.get("dtype") and payload is not None:
         array = np.frombuffer(payload, dtype=np.dtype(header["dtype"])).reshape(header["shape"]).copy()
-    return Record(header["key"], array, header.get("error"), header.get("info"))
+    return VideoResult(-1, header["key"], array, header.get("error"), header.get("info") or {})
 
 
 def _done_keys(f: Any) -> set[str]:
@@ -211,9 +201,9 @@ def _done_keys(f: Any) -> set[str]:
     return done
 
 
-def read_records(path: Path) -> dict[str, Record]:
+def read_records(path: Path) -> dict[str, VideoResult]:
     """The latest record of every key in a partial store (a retried key's success wins); read-only."""
-    latest: dict[str, Record] = {}
+    latest: dict[str, VideoResult] = {}
     with open(path, "rb") as f:
         if f.read(len(MAGIC)) != MAGIC:
             raise UserError(f"{path} is not a featx partial store")

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import av
 import cv2
 import numpy as np
 import pytest
 
-from conftest import GOLDEN, ROOT, VIDEOS
+from helpers import GOLDEN, ROOT, VIDEOS, encode_video, gradient_frames
 from featx.config import load_config, reads_raw_frames
 from featx.data import Failure, VideoDataset, VideoItem, build_pipeline, decoded_samples, read_video_list
 from featx.data.decoders.decord_reader import DecordReader
@@ -59,25 +58,6 @@ def transform(cfg: dict, **results) -> dict:
 # ---------------------------------------------------------------- decoding
 
 
-def smooth_frames(n: int = 20, h: int = 48, w: int = 64) -> np.ndarray:
-    """Moving gradients, a different pattern per channel: (n, h, w, 3) uint8 RGB."""
-    y, x = np.mgrid[0:h, 0:w]
-    t = np.arange(n)[:, None, None]
-    rgb = [(x * 4 + t * 7) % 256, (y * 5 + t * 3) % 256, ((x + y) * 2 + t * 11) % 256]
-    return np.stack(rgb, axis=-1).astype(np.uint8)
-
-
-def encode(path: Path, frames: np.ndarray, codec: str, pix_fmt: str, options: dict[str, str]) -> Path:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=10)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
-        stream.options = options
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    return path
-
-
 LOSSLESS = [("libx264rgb", "rgb24", {"qp": "0"}), ("ffv1", "bgr0", {})]
 
 
@@ -85,8 +65,8 @@ LOSSLESS = [("libx264rgb", "rgb24", {"qp": "0"}), ("ffv1", "bgr0", {})]
 def test_decord_returns_exact_frames_in_request_order(tmp_path, codec, pix_fmt, options):
     if codec not in av.codecs_available:
         pytest.skip(f"PyAV has no {codec} encoder")
-    frames = smooth_frames()
-    path = encode(tmp_path / f"lossless_{codec}.mkv", frames, codec, pix_fmt, options)
+    frames = gradient_frames()
+    path = encode_video(tmp_path / f"lossless_{codec}.mkv", frames, codec, pix_fmt, options, fps=10)
     inds = np.array([5, 3, 3, 19, 0, 12, 5, 17, 1], dtype=np.int64)  # unsorted, with repeats
     results = run([dict(type="DecordInit"), dict(type="DecordDecode")], {"filename": str(path), "frame_inds": inds})
     assert results["total_frames"] == 20 and results["avg_fps"] == 10.0
@@ -106,8 +86,8 @@ def test_other_mmaction2_decoders_return_exact_frames(tmp_path, backend, codec, 
     """PyAVInit/PyAVDecode and OpenCVInit/OpenCVDecode configs open the video with their own backend."""
     if codec not in av.codecs_available:
         pytest.skip(f"PyAV has no {codec} encoder")
-    frames = smooth_frames()
-    path = encode(tmp_path / f"lossless_{codec}.mkv", frames, codec, pix_fmt, options)
+    frames = gradient_frames()
+    path = encode_video(tmp_path / f"lossless_{codec}.mkv", frames, codec, pix_fmt, options, fps=10)
     inds = np.array([5, 3, 3, 19, 0, 12, 5, 17, 1], dtype=np.int64)
     steps = [dict(type=f"{backend}Init"), dict(type=f"{backend}Decode")]
     results = run(steps, {"filename": str(path), "frame_inds": inds})

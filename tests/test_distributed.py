@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import CASE_CONFIGS, ROOT, VIDEOS, golden_features, run_featx, write_list
+from helpers import CASE_CONFIGS, ROOT, VIDEOS, golden_features, run_featx, write_list
 from featx.distributed import DistInfo, first_host, launcher_env, shard
 from featx.errors import UserError
 

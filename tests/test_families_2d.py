@@ -4,28 +4,19 @@ view-group rule and the refusals."""
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
-from conftest import GOLDEN, ROOT
+from helpers import ROOT, case_model_cfg, fast_path, randomize_, rel_error
 from featx.config import load_config
 from featx.errors import UserError
-from featx.models import build_model, fuse_conv_bn, to_channels_last, use_onednn_fusion
+from featx.models import build_model, fuse_conv_bn
 from featx.models.backbones.mobilenet_v2 import make_divisible
 from featx.models.backbones.resnet_tsm import temporal_shift
-from test_models import randomize_, rel_err
 
-CASES = ["tsm_r50_video", "tsm_r50_nl_raw", "tsm_mobilenetv2_dense_raw", "tanet_r50_dense_raw", "trn_r50_raw"]
-
-
-def case_model_cfg(case: str) -> dict[str, Any]:
-    options = json.loads((GOLDEN / f"{case}.options.json").read_text())
-    cfg = load_config(ROOT / "configs" / "recognition" / options["config"], options["cfg_options"])
-    return cfg.model.to_dict()
 
 
 def shipped_model_cfg(config: str) -> dict[str, Any]:
@@ -36,15 +27,6 @@ def with_backbone(model: dict[str, Any], **changes: Any) -> dict[str, Any]:
     model = copy.deepcopy(model)
     model["backbone"].update(changes)
     return model
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_state_dict_matches_mmaction_layout(case: str) -> None:
-    layout = json.loads((GOLDEN / f"{case}.layout.json").read_text())
-    expected = [[k, shape, dtype] for k, shape, dtype in layout if not k.startswith("cls_head.")]
-    got = [[k, list(v.shape), str(v.dtype).removeprefix("torch.")]
-           for k, v in build_model(case_model_cfg(case)).state_dict().items()]
-    assert got == expected
 
 
 def test_temporal_shift_moves_channels_between_frames() -> None:
@@ -59,13 +41,6 @@ def test_temporal_shift_moves_channels_between_frames() -> None:
     # value there gives NaN, not 0
     x[0, 0] = float("inf")
     assert temporal_shift(x, 3, 4)[2, 0].isnan().all()
-
-
-def fast_path(model: nn.Module) -> tuple[nn.Module, bool]:
-    """What ``featx.extraction.prepare_model`` does to a CPU float32 model; and whether oneDNN is used."""
-    fast = fuse_conv_bn(copy.deepcopy(model))
-    onednn = use_onednn_fusion(fast)
-    return to_channels_last(fast), onednn
 
 
 # BatchNorms folded; ConvModules run by oneDNN (ReLU or no activation, and not behind a temporal shift)
@@ -86,7 +61,7 @@ def test_folded_channels_last_model_matches_the_plain_one(case: str, folded: int
     assert all(m.weight.is_contiguous(memory_format=torch.channels_last)
                for m in fast.modules() if isinstance(m, nn.Conv2d))
     x = torch.randn(1, 8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    assert rel_err(fast.forward_views(x), model.forward_views(x)) < 1e-5
+    assert rel_error(fast.forward_views(x), model.forward_views(x)) < 1e-5
 
 
 def test_tanet_folds_the_local_branch_only() -> None:
@@ -109,7 +84,7 @@ def test_views_must_come_in_whole_groups_and_chunks_keep_them() -> None:
         chunked = build_model(cfg)
         chunked.load_state_dict(whole.state_dict())
         assert chunked.max_testing_views == rounded
-        assert rel_err(chunked.forward_views(x), expected) < 1e-6
+        assert rel_error(chunked.forward_views(x), expected) < 1e-6
 
 
 def test_view_group_follows_what_mixes_views() -> None:

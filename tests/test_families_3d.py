@@ -2,52 +2,18 @@
 the refusals."""
 from __future__ import annotations
 
-import copy
-import json
 from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
-from conftest import GOLDEN, ROOT
-from featx.config import load_config
+from helpers import case_model_cfg, fast_path, randomize_, rel_error
 from featx.errors import UserError
-from featx.models import build_model, fuse_conv_bn, to_channels_last, use_onednn_fusion
+from featx.models import build_model
 from featx.models.backbones.resnet2plus1d import Conv2plus1d
 from featx.models.necks.tpn import TPN
 from featx.registry import MODELS
-from test_models import randomize_, rel_err
-
-CASES = [
-    "i3d_r50_video", "slowonly_r50_8x8_raw", "slowonly_r50_nl_raw",
-    "slowfast_r50_4x16_video", "slowfast_r50_8x8_raw",
-    "r2plus1d_r34_video",
-    "ircsn_r50_raw", "ipcsn_r50_raw",
-    "x3d_s_raw",
-    "tpn_slowonly_raw",
-]
-# Keys of the reference's model that feature extraction does not use: the classification head, and
-# TPN's auxiliary head (a loss on layer3, for training only).
-NOT_BUILT = ("cls_head.", "neck.aux_head.")
-
-
-def case_model_cfg(case: str, **changes: Any) -> dict[str, Any]:
-    """The ``model`` dict of the case's shipped config with its cfg_options (and ``changes``)."""
-    opts = json.loads((GOLDEN / f"{case}.options.json").read_text())
-    cfg = load_config(ROOT / "configs" / "recognition" / opts["config"], {**opts["cfg_options"], **changes})
-    return cfg.model.to_dict()
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_state_dict_matches_mmaction_layout(case: str) -> None:
-    layout = json.loads((GOLDEN / f"{case}.layout.json").read_text())
-    expected = {k: (shape, dtype) for k, shape, dtype in layout if not k.startswith(NOT_BUILT)}
-    with torch.device("meta"):  # shapes only: no weights to initialise
-        model = build_model(case_model_cfg(case))
-    ours = {k: (list(t.shape), str(t.dtype).removeprefix("torch.")) for k, t in model.state_dict().items()}
-    assert ours == expected
-
 
 ONE_BLOCK = (1, 1, 1, 1)  # one block a stage: the same kinds of layers, fewer of them
 SLOWFAST_SMALL = {"model.backbone.slow_pathway.stage_blocks": ONE_BLOCK,
@@ -66,15 +32,12 @@ SLOWFAST_SMALL = {"model.backbone.slow_pathway.stage_blocks": ONE_BLOCK,
 def test_folded_channels_last_onednn_model_matches_the_plain_one(case: str, changes: dict[str, Any],
                                                                  frames: int) -> None:
     plain = randomize_(build_model(case_model_cfg(case, **changes)))
-    fast = copy.deepcopy(plain)
-    fuse_conv_bn(fast)
+    fast, onednn = fast_path(plain)
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in fast.modules())
     # R(2+1)D has no plain Conv3d ConvModule for oneDNN to run
-    onednn = torch.backends.mkldnn.is_available() and not case.startswith("r2plus1d")
-    assert use_onednn_fusion(fast) == onednn
-    to_channels_last(fast)
+    assert onednn == (torch.backends.mkldnn.is_available() and not case.startswith("r2plus1d"))
     x = torch.randn((1, 2, 3, frames, 32, 32), generator=torch.Generator().manual_seed(0))
-    assert rel_err(fast(x), plain(x)) < 1e-5
+    assert rel_error(fast(x), plain(x)) < 1e-5
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CASE_CONFIGS, ROOT, VIDEOS
+from helpers import CASE_CONFIGS, ROOT, VIDEOS
 from featx.config import load_config
 from featx.data import build_pipeline
 from featx.data.pipeline import split_normalize

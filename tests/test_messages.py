@@ -5,7 +5,8 @@ import json
 
 import numpy as np
 
-from featx.extraction import Progress, VideoResult
+from featx.extraction import Progress
+from featx.result import VideoResult
 from featx.store import differences, fingerprint
 
 

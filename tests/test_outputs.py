@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import featx
-from conftest import CASE_CONFIGS, GOLDEN, ROOT, VIDEOS, golden_features, rel_error, run_featx, write_list
+from helpers import CASE_CONFIGS, GOLDEN, ROOT, VIDEOS, error_line, featx_exits, golden_features, rel_error, write_list
 from featx.config import load_config
 from featx.data import VideoDataset, VideoItem, build_pipeline
 from featx.output import safe_names
@@ -28,12 +28,6 @@ LONG = "h264_320x240_30fps.mp4"  # 180 frames
 SHORT = "h264_176x144_18frames.mp4"
 
 
-def _run(*args, expect: int = 0):
-    proc = run_featx(*args)
-    assert proc.returncode == expect, proc.stderr
-    return proc
-
-
 @pytest.mark.parametrize("case", ["tsn_clip", "slowonly_k400_3crop"])
 def test_per_clip_and_per_view_average_to_the_default_vector(case, golden_checkpoint, tmp_path):
     names = [SHORT]
@@ -42,9 +36,9 @@ def test_per_clip_and_per_view_average_to_the_default_vector(case, golden_checkp
     if case == "slowonly_k400_3crop":  # 2 clips x 3 crops, not 10 x 3: quicker, and still several of each
         common += ["--cfg-options", "data.test.pipeline.1.num_clips=2"]
     outs = {per: tmp_path / f"{per}.pkl" for per in ("video", "clip", "view")}
-    _run(*common, "--out", outs["video"])
-    _run(*common, "--out", outs["clip"], "--per-clip")
-    _run(*common, "--out", outs["view"], "--per-view")
+    featx_exits(*common, "--out", outs["video"])
+    featx_exits(*common, "--out", outs["clip"], "--per-clip")
+    featx_exits(*common, "--out", outs["view"], "--per-view")
     video, clip, view = (featx.load(outs[p]).features for p in ("video", "clip", "view"))
     num_clips, crops = (2, 3) if case == "slowonly_k400_3crop" else (25, 1)
     for name in names:
@@ -59,7 +53,7 @@ def test_clip_times_are_frame_index_over_fps(golden_checkpoint, tmp_path):
     expected = json.loads((GOLDEN / "slowonly_clip.frame_inds.json").read_text())
     video_list = write_list(tmp_path / "list.txt", sorted(FPS))
     out = tmp_path / "feats.pkl"
-    _run(SLOWONLY, golden_checkpoint("slowonly_clip"), "--video-list", video_list, "--video-root", VIDEOS,
+    featx_exits(SLOWONLY, golden_checkpoint("slowonly_clip"), "--video-list", video_list, "--video-root", VIDEOS,
          "--out", out, "--per-clip", *CPU, "--cfg-options", "model.test_cfg.max_testing_views=5")
     meta = featx.load(out).meta
     for name, fps in FPS.items():
@@ -102,13 +96,13 @@ FORMATS = {  # --out name and flags -> how to check the file a script written fo
 def test_every_format_round_trips_through_load(golden_checkpoint, tree, tmp_path):
     root, video_list, keys = tree
     common = [TSN, golden_checkpoint("tsn_clip"), "--video-list", video_list, "--video-root", root, *FAST]
-    _run(*common, "--out", tmp_path / "feats.pkl")
+    featx_exits(*common, "--out", tmp_path / "feats.pkl")
     with open(tmp_path / "feats.pkl", "rb") as f:
         reference = pickle.load(f)
     assert list(reference) == keys
     for fmt, (name, flags) in FORMATS.items():
         out = f"{tmp_path / fmt}/{name}"  # a string: "feats/" keeps its slash
-        _run(*common, "--out", out, *flags)
+        featx_exits(*common, "--out", out, *flags)
         features, meta = featx.load(out)
         assert list(features) == keys, fmt
         for key in keys:
@@ -126,7 +120,7 @@ def test_every_format_round_trips_through_load(golden_checkpoint, tree, tmp_path
 def test_list_format_keeps_positions_when_a_video_fails(golden_checkpoint, tmp_path):
     video_list = write_list(tmp_path / "list.txt", [SHORT, "missing.mp4", "mpeg4_320x240_25fps.avi"])
     out = tmp_path / "list.pkl"
-    _run(TSN, golden_checkpoint("tsn_clip"), "--video-list", video_list, "--video-root", VIDEOS, "--out", out,
+    featx_exits(TSN, golden_checkpoint("tsn_clip"), "--video-list", video_list, "--video-root", VIDEOS, "--out", out,
          "--out-format", "list", *FAST, expect=1)
     rows = pickle.loads(out.read_bytes())
     assert len(rows) == 3 and rows[1] is None and rows[0].shape == rows[2].shape == (2048,)
@@ -136,9 +130,9 @@ def test_list_format_keeps_positions_when_a_video_fails(golden_checkpoint, tmp_p
 def test_video_root_alone_is_walked_sorted(golden_checkpoint, tree, tmp_path):
     root, _, _ = tree
     out = tmp_path / "walked.pkl"
-    _run(TSN, golden_checkpoint("tsn_clip"), "--video-root", root, "--out", out, *FAST)
+    featx_exits(TSN, golden_checkpoint("tsn_clip"), "--video-root", root, "--out", out, *FAST)
     assert list(featx.load(out).features) == ["b.avi", f"sub/{SHORT}"]
-    _run(TSN, golden_checkpoint("tsn_clip"), "--video-root", root, "--out", out, "--video-ext", "mp4", *FAST)
+    featx_exits(TSN, golden_checkpoint("tsn_clip"), "--video-root", root, "--out", out, "--video-ext", "mp4", *FAST)
     assert list(featx.load(out).features) == [f"sub/{SHORT}"]
 
 
@@ -147,11 +141,11 @@ def test_dir_output_is_written_as_videos_finish_and_resumes(golden_checkpoint, t
     out = tmp_path / "feats"
     common = [TSN, golden_checkpoint("tsn_clip"), "--video-list", video_list, "--video-root", VIDEOS,
               "--out", f"{out}/", *FAST]
-    _run(*common, "--strict", expect=1)  # stops at the missing video: the first is already on disk
+    featx_exits(*common, "--strict", expect=1)  # stops at the missing video: the first is already on disk
     assert [p.name for p in out.iterdir()] == [f"{SHORT}.npy"]
     assert not (tmp_path / "feats.meta.json").exists()
     write_list(video_list, [SHORT, "mpeg4_320x240_25fps.avi"])
-    proc = _run(*common)
+    proc = featx_exits(*common)
     assert "1 computed in this run, 1 resumed" in proc.stderr
     features, meta = featx.load(out)
     assert list(features) == [SHORT, "mpeg4_320x240_25fps.avi"] and meta["videos"][SHORT]["file"] == f"{SHORT}.npy"
@@ -190,8 +184,8 @@ def test_dense_flag_chunked_equals_one_piece_config(golden_checkpoint, tmp_path)
                       "to_bgr=False), dict(type='FormatShape', input_format='NCTHW'), "
                       "dict(type='Collect', keys=['imgs'], meta_keys=[]), dict(type='ToTensor', keys=['imgs'])]))\n")
     checkpoint = golden_checkpoint("slowonly_clip")
-    _run(config, checkpoint, *common, "--out", tmp_path / "one.pkl", "--workers", "0")
-    _run(SLOWONLY, checkpoint, *common, "--out", tmp_path / "chunked.pkl", "--dense-stride", "8", "--workers", "2")
+    featx_exits(config, checkpoint, *common, "--out", tmp_path / "one.pkl", "--workers", "0")
+    featx_exits(SLOWONLY, checkpoint, *common, "--out", tmp_path / "chunked.pkl", "--dense-stride", "8", "--workers", "2")
     one, chunked = featx.load(tmp_path / "one.pkl").features, featx.load(tmp_path / "chunked.pkl")
     assert chunked.features[LONG].shape == (17, 2048) and chunked.features[SHORT].shape == (1, 2048)
     for key in (LONG, SHORT):
@@ -248,9 +242,8 @@ def test_bad_new_options_are_one_line_and_exit_2(flags, words, golden_checkpoint
     video_list = write_list(tmp_path / "list.txt", [SHORT])
     flags = [f.format(tmp=tmp_path) for f in flags]
     args = ["--video-list", video_list, "--video-root", VIDEOS, *CPU, "--out", tmp_path / "out" / "feats.pkl", *flags]
-    proc = _run(TSN, golden_checkpoint("tsn_clip"), *args, expect=2)
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("featx: error:")]
-    assert len(errors) == 1 and words in errors[0], proc.stderr
+    proc = featx_exits(TSN, golden_checkpoint("tsn_clip"), *args, expect=2)
+    assert words in error_line(proc)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
@@ -265,9 +258,8 @@ def test_bad_folder_input_is_one_line_and_exit_2(setup, words, golden_checkpoint
         root.mkdir()
         (root / "readme.txt").write_text("no videos here")
     args = [] if setup == "nothing" else ["--video-root", root]
-    proc = _run(TSN, golden_checkpoint("tsn_clip"), *args, "--out", tmp_path / "feats.pkl", *CPU, expect=2)
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("featx: error:")]
-    assert len(errors) == 1 and words in errors[0], proc.stderr
+    proc = featx_exits(TSN, golden_checkpoint("tsn_clip"), *args, "--out", tmp_path / "feats.pkl", *CPU, expect=2)
+    assert words in error_line(proc)
 
 
 def test_outputs_get_the_mode_the_umask_gives(tmp_path):

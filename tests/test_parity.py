@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import featx
-from conftest import CASE_CONFIGS, GOLDEN, VIDEOS, golden_features, rel_error, run_featx, write_list
+from helpers import CASE_CONFIGS, GOLDEN, VIDEOS, golden_features, rel_error, run_featx, write_list
 
 TOLERANCE = 1e-4
 # Under the fixtures' weights, non-local attention sees logits of ~1e8 and TANet's attention saturates its

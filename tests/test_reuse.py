@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import featx
-from conftest import CASE_CONFIGS, VIDEOS, golden_features, run_featx, write_list
+from helpers import CASE_CONFIGS, VIDEOS, error_line, featx_exits, golden_features, write_list
 
 TSN = CASE_CONFIGS["tsn_clip"]
 FAST = ["--cfg-options", "data.test.pipeline.1.num_clips=3", "--device", "cpu", "--workers", "1"]
@@ -17,30 +17,18 @@ SHORT = "h264_176x144_18frames.mp4"
 OTHER = "h264_portrait_240x320.mp4"
 
 
-def _run(*args, expect: int = 0):
-    proc = run_featx(*args)
-    assert proc.returncode == expect, proc.stderr
-    return proc
-
-
-def _error_line(proc) -> str:
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("featx: error:")]
-    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    return errors[0]
-
-
 def test_added_videos_alone_are_computed_and_the_file_equals_a_fresh_run(golden_checkpoint, tmp_path):
     out, fresh = tmp_path / "feats.pkl", tmp_path / "fresh.pkl"
     common = [TSN, golden_checkpoint("tsn_clip"), "--video-root", VIDEOS, *FAST]
     four, five = write_list(tmp_path / "four.txt", ALL[:4]), write_list(tmp_path / "five.txt", ALL)
-    first = _run(*common, "--video-list", four, "--out", out)
+    first = featx_exits(*common, "--video-list", four, "--out", out)
     assert f"featx: 4 videos to compute; config {TSN} (Recognizer2D, 3 clips x 1 crop, 1 frame per clip)" in (
         first.stderr)
 
-    rerun = _run(*common, "--video-list", five, "--out", out)
+    rerun = featx_exits(*common, "--video-list", five, "--out", out)
     assert "featx: 5 videos listed, 1 to compute (4 reused from feats.pkl);" in rerun.stderr
     assert "5 written, 0 failed (1 computed in this run, 4 reused from feats.pkl)" in rerun.stderr
-    _run(*common, "--video-list", five, "--out", fresh)
+    featx_exits(*common, "--video-list", five, "--out", fresh)
     got, want = pickle.loads(out.read_bytes()), pickle.loads(fresh.read_bytes())
     assert list(got) == list(want) == ALL
     assert all(np.array_equal(got[key], want[key]) for key in ALL)
@@ -50,11 +38,11 @@ def test_added_videos_alone_are_computed_and_the_file_equals_a_fresh_run(golden_
     for changed, words in [(["--precision", "bf16"], "(precision: fp32 -> bf16)"),
                            (["--cfg-options", "data.test.pipeline.1.num_clips=2"],
                             "(data.test.pipeline.1.num_clips: 3 -> 2)")]:
-        refused = _run(*common, "--video-list", five, "--out", out, *changed, expect=2)
-        assert f"holds 5 videos made with other settings {words}; pass --restart" in _error_line(refused)
+        refused = featx_exits(*common, "--video-list", five, "--out", out, *changed, expect=2)
+        assert f"holds 5 videos made with other settings {words}; pass --restart" in error_line(refused)
     assert out.read_bytes() != b"" and list(pickle.loads(out.read_bytes())) == ALL  # untouched
 
-    fewer = _run(*common, "--video-list", write_list(tmp_path / "two.txt", ALL[3:]), "--out", out)
+    fewer = featx_exits(*common, "--video-list", write_list(tmp_path / "two.txt", ALL[3:]), "--out", out)
     assert "featx: 3 videos of feats.pkl no longer listed: left out of the new output" in fewer.stderr
     assert "2 written, 0 failed (0 computed in this run, 2 reused from feats.pkl)" in fewer.stderr
     assert list(pickle.loads(out.read_bytes())) == ALL[3:]
@@ -64,14 +52,14 @@ def test_added_videos_alone_are_computed_and_the_file_equals_a_fresh_run(golden_
 def test_every_format_is_reused(name, flags, golden_checkpoint, tmp_path):
     out = f"{tmp_path}/{name}"  # a string: "feats/" keeps its slash
     common = [TSN, golden_checkpoint("tsn_clip"), "--video-root", VIDEOS, "--out", out, *flags, *FAST]
-    _run(*common, "--video-list", write_list(tmp_path / "one.txt", [SHORT]))
+    featx_exits(*common, "--video-list", write_list(tmp_path / "one.txt", [SHORT]))
     first = featx.load(out).features[SHORT]
-    rerun = _run(*common, "--video-list", write_list(tmp_path / "two.txt", [SHORT, OTHER]))
+    rerun = featx_exits(*common, "--video-list", write_list(tmp_path / "two.txt", [SHORT, OTHER]))
     assert f"(1 computed in this run, 1 reused from {name.rstrip('/')})" in rerun.stderr
     features, meta = featx.load(out)
     assert list(features) == list(meta["videos"]) == [SHORT, OTHER] and np.array_equal(features[SHORT], first)
     if name == "feats/":  # a video no longer listed leaves no file behind
-        _run(*common, "--video-list", write_list(tmp_path / "last.txt", [OTHER]))
+        featx_exits(*common, "--video-list", write_list(tmp_path / "last.txt", [OTHER]))
         assert sorted(p.name for p in (tmp_path / "feats").iterdir()) == [f"{OTHER}.npy"]
 
 
@@ -79,7 +67,7 @@ def test_restart_says_what_it_discarded(golden_checkpoint, tmp_path):
     out = tmp_path / "feats.pkl"
     common = [TSN, golden_checkpoint("tsn_clip"), "--video-root", VIDEOS, "--out", out, *FAST,
               "--video-list", write_list(tmp_path / "one.txt", [SHORT])]
-    _run(*common)
-    again = _run(*common, "--precision", "bf16", "--restart")
+    featx_exits(*common)
+    again = featx_exits(*common, "--precision", "bf16", "--restart")
     assert "featx: --restart: discarded 1 earlier result (1 in feats.pkl)" in again.stderr
     assert "(1 computed in this run)" in again.stderr

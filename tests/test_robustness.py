@@ -15,7 +15,8 @@ import av
 import numpy as np
 import pytest
 
-from conftest import CASE_CONFIGS, ROOT, VIDEOS, run_featx, write_list
+from helpers import (CASE_CONFIGS, ROOT, VIDEOS, encode_video, golden_features, gradient_frame, gradient_frames, rel_error,
+                     run_featx, write_list)
 from featx.data.decoders.decord_reader import DecordReader
 from featx.data.decoders.pyav_reader import PyAVReader
 from featx.pool import KillablePool
@@ -25,20 +26,6 @@ from featx.store import read_records
 TSN = CASE_CONFIGS["tsn_clip"]
 FAST = ["--cfg-options", "data.test.pipeline.1.num_clips=3", "--device", "cpu"]  # 3 snippets a video: quick
 GOOD = ["h264_176x144_18frames.mp4", "h264_portrait_240x320.mp4"]
-
-
-def encode(path: Path, frames: int, size: tuple[int, int] = (64, 48), fps: int = 25) -> Path:
-    """A real H.264 video of moving gradients."""
-    w, h = size
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        yy, xx = np.mgrid[0:h, 0:w]
-        for t in range(frames):
-            img = np.stack([(xx * 3 + t * 7) % 256, (yy * 5 + t * 3) % 256, (xx + yy + t * 11) % 256], -1)
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(img.astype(np.uint8), format="rgb24")))
-        out.mux(stream.encode())
-    return path
 
 
 def trim_with_edit_list(src: Path, dst: Path, frames: int) -> Path:
@@ -69,7 +56,7 @@ def mixed_root(tmp_path):
     (root / "text.mp4").write_text("this is not a video\n" * 50)
     data = (VIDEOS / "h264_320x240_30fps.mp4").read_bytes()
     (root / "truncated.mp4").write_bytes(data[: int(len(data) * 0.3)])
-    encode(root / "three_frames.mp4", 3)
+    encode_video(root / "three_frames.mp4", gradient_frames(3))
     return root
 
 
@@ -112,7 +99,7 @@ def test_strict_stops_at_the_first_failure(golden_checkpoint, mixed_root, tmp_pa
 @pytest.fixture(scope="module")
 def slow_video(tmp_path_factory):
     """A 1080p video whose decoding takes several seconds with PyAV (it decodes the file twice)."""
-    return encode(tmp_path_factory.mktemp("slow") / "slow.mp4", 300, size=(1920, 1080))
+    return encode_video(tmp_path_factory.mktemp("slow") / "slow.mp4", (gradient_frame(t, 1080, 1920) for t in range(300)))
 
 
 def test_a_decoder_past_the_time_limit_is_killed_and_the_run_goes_on(golden_checkpoint, slow_video, tmp_path):
@@ -267,7 +254,6 @@ def test_edit_list_is_detected_and_pyav_decodes_it(tmp_path, caplog):
 
 
 def test_pyav_decoder_gives_the_reference_vectors(golden_checkpoint, tmp_path):
-    from conftest import golden_features, rel_error
     out = tmp_path / "feats.pkl"
     proc = run_featx(TSN, golden_checkpoint("tsn_clip"), "--video-list", write_list(tmp_path / "l.txt", GOOD),
                      "--video-root", VIDEOS, "--out", out, "--decoder", "pyav")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import featx
-from conftest import CASE_CONFIGS, VIDEOS, golden_features, run_featx, write_golden_checkpoint, write_list
-from test_reuse import _error_line, _run
+from helpers import (CASE_CONFIGS, VIDEOS, error_line, featx_exits, golden_features, run_featx, write_golden_checkpoint,
+                     write_list)
 from featx.data.video_list import VideoItem
 from featx.errors import UserError
 from featx.shards import Shard, bounds, parse_shard
@@ -74,14 +74,14 @@ def runs(golden_checkpoint, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("shards")
     video_list = write_list(tmp / "list.txt", ALL)
     common = [TSN, golden_checkpoint("tsn_clip"), "--video-list", video_list, "--video-root", VIDEOS, *FAST]
-    _run(*common, "--out", tmp / "whole.pkl")
-    first = _run(*common, "--out", tmp / "feats.pkl", "--shard", "0/3")
+    featx_exits(*common, "--out", tmp / "whole.pkl")
+    first = featx_exits(*common, "--out", tmp / "feats.pkl", "--shard", "0/3")
     assert f"featx: shard 0 of 3 (by count): video 1 of the 5 listed -> {tmp}/feats.shard-0000-of-0003.pkl" in (
         first.stderr)
     slurm = {"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "3"}
     assert run_featx(*common, "--out", tmp / "feats.pkl", "--shard", "auto", env=slurm).returncode == 0
     for k in (4, 5):
-        _run(*common, "--out", f"{tmp}/feats/", "--shard", f"{k}/6")
+        featx_exits(*common, "--out", f"{tmp}/feats/", "--shard", f"{k}/6")
     return tmp
 
 
@@ -100,7 +100,7 @@ def test_merged_shards_equal_one_run(name, runs):
     shards = [runs / "feats.shard-0000-of-0003.pkl", runs / "feats.shard-0001-of-0003.pkl",
               runs / "feats.shard-0004-of-0006", runs / "feats.shard-0005-of-0006"]
     out = f"{runs}/{name}"
-    proc = _run("merge", "--out", out, *reversed(shards))  # any order
+    proc = featx_exits("merge", "--out", out, *reversed(shards))  # any order
     assert "featx: 5 written, 0 failed (0 in no shard)" in proc.stderr
     _same(out, runs / "whole.pkl")
     assert [m["shard"] for m in featx.load(out).meta["merged"]] == ["0/3", "1/3", "4/6", "5/6"]
@@ -110,7 +110,7 @@ def test_merged_shards_equal_one_run(name, runs):
 
 def test_a_missing_shard_is_reported_by_name_and_exits_1(runs, tmp_path):
     out = tmp_path / "merged.pkl"
-    proc = _run("merge", "--out", out, runs / "feats.shard-0000-of-0003.pkl", runs / "feats.shard-0005-of-0006",
+    proc = featx_exits("merge", "--out", out, runs / "feats.shard-0000-of-0003.pkl", runs / "feats.shard-0005-of-0006",
                 expect=1)
     assert "featx: warning: videos 2-4 of the list: in no shard (shards 2-4 of 6 were not given)" in proc.stderr
     assert list(pickle.loads(out.read_bytes())) == [ALL[0], ALL[4]]
@@ -121,12 +121,12 @@ def test_a_missing_shard_is_reported_by_name_and_exits_1(runs, tmp_path):
 
 def test_a_shard_of_another_checkpoint_is_refused_by_name(runs, golden_checkpoint, tmp_path):
     other = write_golden_checkpoint("tsn_clip", tmp_path / "other.pth", seed=1)
-    _run(TSN, other, "--video-list", runs / "list.txt", "--video-root", VIDEOS, *FAST, "--out",
+    featx_exits(TSN, other, "--video-list", runs / "list.txt", "--video-root", VIDEOS, *FAST, "--out",
          tmp_path / "other.pkl", "--shard", "2/3")
     out = tmp_path / "merged.pkl"
-    proc = _run("merge", "--out", out, runs / "feats.shard-0000-of-0003.pkl", tmp_path / "other.shard-0002-of-0003.pkl",
+    proc = featx_exits("merge", "--out", out, runs / "feats.shard-0000-of-0003.pkl", tmp_path / "other.shard-0002-of-0003.pkl",
                 expect=2)
-    line = _error_line(proc)
+    line = error_line(proc)
     assert f"{tmp_path}/other.shard-0002-of-0003.pkl was made with other settings than" in line
     assert "(checkpoint sha256: " in line and not out.exists()
 
@@ -142,7 +142,7 @@ BAD_MERGES = {  # name: (what is given beside a good shard, words the one error 
 @pytest.mark.parametrize("name", sorted(BAD_MERGES))
 def test_bad_merge_input_is_one_line_and_exit_2(name, runs, tmp_path):
     given, words = BAD_MERGES[name]
-    proc = _run("merge", "--out", tmp_path / "m.pkl", runs / "feats.shard-0000-of-0003.pkl", *given(runs, tmp_path),
+    proc = featx_exits("merge", "--out", tmp_path / "m.pkl", runs / "feats.shard-0000-of-0003.pkl", *given(runs, tmp_path),
                 expect=2)
-    assert words in _error_line(proc)
+    assert words in error_line(proc)
     assert list(tmp_path.iterdir()) in ([], [tmp_path / "l.txt"])

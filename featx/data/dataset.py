@@ -1,5 +1,6 @@
 """The dataset: each listed video through the test pipeline, in one piece or, for dense sampling, a
-chunk of clips at a time. This is the one place that knows a video may be several chunks."""
+chunk of clips at a time. This is the one place that knows a video may be several chunks: it splits
+a video into chunks (``load``, ``follow_ups``) and joins their results back (``join_chunks``)."""
 from __future__ import annotations
 
 from typing import Any, Iterable, Iterator, Sequence
@@ -13,6 +14,7 @@ from featx.data.sample import Failure, Sample
 from featx.data.video_list import VideoItem
 from featx.errors import VideoError
 from featx.pool import KillablePool
+from featx.result import VideoResult
 
 Task = tuple[int, int]  # (video index, chunk)
 
@@ -119,3 +121,41 @@ def decoded_samples(dataset: VideoDataset, workers: int, timeout: float) -> Iter
     return KillablePool(dataset.load, dataset.tasks(), workers, timeout, failed=dataset.failed,
                         follow_ups=dataset.follow_ups, worker_init=_one_thread_each,
                         before_fork=_stop_opencv_threads)
+
+
+def clip_times(frame_inds: list[int], clip_len: int, fps: float) -> list[list[float]]:
+    """Each clip's ``[start, end]`` in seconds: from its earliest sampled frame to the end of its latest."""
+    if fps <= 0:
+        return []
+    clips = np.asarray(frame_inds, dtype=np.int64).reshape(-1, clip_len)
+    return [[float(c.min()) / fps, float(c.max() + 1) / fps] for c in clips]
+
+
+def join_chunks(chunks: Iterable[VideoResult], per: str = "video") -> Iterator[VideoResult]:
+    """Join each video's chunk results, in order, into its result (chunks computed per clip are averaged
+    when ``per`` is ``video``); a failed chunk fails the video and its later chunks are dropped. Each
+    video is yielded as soon as it is whole, with its duration and each clip's time span in ``info``."""
+    parts: list[VideoResult] = []
+    finished = -1  # index of the last video yielded
+    for part in chunks:
+        if part.index == finished:
+            continue
+        if part.error is not None:
+            parts, finished = [], part.index
+            yield VideoResult(part.index, part.key, error=part.error)
+            continue
+        parts.append(part)
+        if part.chunk + 1 < part.num_chunks:
+            continue
+        if len(parts) == 1:
+            result = parts[0]
+        else:
+            feature = np.concatenate([p.feature for p in parts])
+            info = dict(parts[0].info, frame_inds=[i for p in parts for i in p.info["frame_inds"]])
+            result = VideoResult(part.index, part.key, feature=feature.mean(0) if per == "video" else feature,
+                                 info=info)
+        info = result.info
+        info["duration"] = info["total_frames"] / info["avg_fps"] if info["avg_fps"] > 0 else None
+        info["clips"] = clip_times(info["frame_inds"], info["clip_len"], info["avg_fps"])
+        parts, finished = [], part.index
+        yield result

@@ -1,0 +1,165 @@
+"""The tests' one helper module: paths, the golden cases (their configs, checkpoints built by the fixtures'
+rule, vectors), model helpers, a video writer, and running the real CLI."""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import pickle
+import subprocess
+import sys
+import zlib
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Iterable
+
+import av
+import numpy as np
+import torch
+from torch import nn
+
+from featx.config import load_config
+from featx.models import fuse_conv_bn, to_channels_last, use_onednn_fusion
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"
+GOLDEN = DATA / "golden"
+VIDEOS = DATA / "videos"
+
+# The first four cases predate options files: their configs are these.
+CASE_CONFIGS = {
+    "tsn_clip": "configs/recognition/tsn/tsn_r50_clip_feature_extraction_1x1x3_rgb.py",
+    "slowonly_clip": "configs/recognition/slowonly/slowonly_r50_clip_feature_extraction_4x16x1_rgb.py",
+    "slowonly_k400_3crop": "configs/recognition/slowonly/slowonly_r50_video_4x16x1_256e_kinetics400_rgb.py",
+    "tsn_k400_10crop": "configs/recognition/tsn/tsn_r50_video_1x1x8_100e_kinetics400_rgb.py",
+}
+GOLDEN_CASES = sorted(p.name.split(".")[0] for p in GOLDEN.glob("*.seed0.features.pkl"))
+
+
+def case_config(case: str) -> tuple[str, dict[str, Any]]:
+    """The shipped config a golden case was made with (relative to the checkout) and its ``--cfg-options``."""
+    options_file = GOLDEN / f"{case}.options.json"
+    if not options_file.exists():
+        return CASE_CONFIGS[case], {}
+    options = json.loads(options_file.read_text())
+    return f"configs/recognition/{options['config']}", options["cfg_options"]
+
+
+def case_model_cfg(case: str, **changes: Any) -> dict[str, Any]:
+    """The ``model`` dict of a golden case's config, with its cfg_options and ``changes`` (dotted keys)."""
+    config, options = case_config(case)
+    return load_config(ROOT / config, {**options, **changes}).model.to_dict()
+
+
+def golden_tensor(seed: int, key: str, shape: list[int], dtype: str) -> torch.Tensor:
+    """One checkpoint tensor by the fixtures README's rule (seeded by crc32 of '<seed>:<key>')."""
+    if key.endswith("num_batches_tracked"):
+        return torch.tensor(0, dtype=torch.int64)
+    assert dtype == "float32", (key, dtype)
+    rng = np.random.default_rng(zlib.crc32(f"{seed}:{key}".encode()))
+    if key.endswith("running_mean") or key.endswith("bias"):
+        arr = 0.2 * rng.standard_normal(shape)
+    elif key.endswith("running_var") or (key.endswith("weight") and len(shape) == 1):
+        arr = 0.5 + rng.random(shape)
+    else:
+        arr = rng.standard_normal(shape) * math.sqrt(2 / math.prod(shape[1:]))
+    return torch.from_numpy(np.asarray(arr, dtype=np.float64).astype(np.float32))
+
+
+def write_golden_checkpoint(case: str, path: Path, seed: int = 0) -> Path:
+    layout = json.loads((GOLDEN / f"{case}.layout.json").read_text())
+    state = OrderedDict((key, golden_tensor(seed, key, shape, dtype)) for key, shape, dtype in layout)
+    torch.save({"meta": {"seed": seed}, "state_dict": state}, path)
+    return path
+
+
+def golden_features(case: str) -> dict[str, np.ndarray]:
+    with open(GOLDEN / f"{case}.seed0.features.pkl", "rb") as f:
+        return pickle.load(f)
+
+
+def rel_error(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
+    """max|a-b| / max|b|, the fixtures' measure (numpy arrays or tensors)."""
+    a, b = (np.asarray(x.detach() if isinstance(x, torch.Tensor) else x, np.float64) for x in (a, b))
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+@torch.no_grad()
+def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Weights and BN statistics like the golden checkpoint rule: non-trivial, activations stay finite."""
+    gen = torch.Generator().manual_seed(seed)
+    for name, t in model.state_dict().items():
+        if not t.is_floating_point():
+            continue
+        if name.endswith(("running_mean", "bias")):
+            t.copy_(0.2 * torch.randn(t.shape, generator=gen))
+        elif name.endswith("running_var") or t.dim() == 1:
+            t.copy_(0.5 + torch.rand(t.shape, generator=gen))
+        else:
+            t.copy_(torch.randn(t.shape, generator=gen) * math.sqrt(2 / t[0].numel()))
+    return model
+
+
+def fast_path(model: nn.Module) -> tuple[nn.Module, bool]:
+    """What ``featx.extraction.prepare_model`` does to a CPU float32 model (on a copy); and whether oneDNN is used."""
+    fast = fuse_conv_bn(copy.deepcopy(model))
+    onednn = use_onednn_fusion(fast)
+    return to_channels_last(fast), onednn
+
+
+def gradient_frame(t: int, h: int = 48, w: int = 64) -> np.ndarray:
+    """Frame ``t`` of moving gradients, a different pattern per channel: (h, w, 3) uint8 RGB."""
+    y, x = np.mgrid[0:h, 0:w]
+    rgb = [(x * 4 + t * 7) % 256, (y * 5 + t * 3) % 256, ((x + y) * 2 + t * 11) % 256]
+    return np.stack(rgb, axis=-1).astype(np.uint8)
+
+
+def gradient_frames(n: int = 20, h: int = 48, w: int = 64) -> np.ndarray:
+    """``n`` frames of moving gradients: (n, h, w, 3) uint8 RGB."""
+    return np.stack([gradient_frame(t, h, w) for t in range(n)])
+
+
+def encode_video(path: Path, frames: Iterable[np.ndarray], codec: str = "libx264", pix_fmt: str = "yuv420p",
+                 options: dict[str, str] | None = None, fps: int = 25) -> Path:
+    """Encode (h, w, 3) uint8 RGB ``frames`` (an array or any iterable of them) with PyAV: a real video file."""
+    with av.open(str(path), "w") as container:
+        stream = None
+        for frame in frames:
+            if stream is None:
+                stream = container.add_stream(codec, rate=fps)
+                stream.width, stream.height, stream.pix_fmt = frame.shape[1], frame.shape[0], pix_fmt
+                stream.options = options or {}
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def write_list(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return path
+
+
+def run_featx(*args: str | os.PathLike, cwd: Path | None = None, timeout: float = 600,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the real command line (``python -m featx.cli``) in a subprocess (``env``: variables to add)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"), **(env or {}))
+    return subprocess.run(
+        [sys.executable, "-m", "featx.cli", *map(str, args)],
+        cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def featx_exits(*args: str | os.PathLike, expect: int = 0, env: dict[str, str] | None = None
+                ) -> subprocess.CompletedProcess:
+    """:func:`run_featx`, asserting its exit status (stderr shown when it differs)."""
+    proc = run_featx(*args, env=env)
+    assert proc.returncode == expect, proc.stderr
+    return proc
+
+
+def error_line(proc: subprocess.CompletedProcess) -> str:
+    """The one ``featx: error:`` line a run printed (asserted: exactly one, and no traceback)."""
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("featx: error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return errors[0]
