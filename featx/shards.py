@@ -53,6 +53,9 @@ def parse_shard(text: str, environ: Mapping[str, str] = os.environ) -> Shard:
         except (KeyError, ValueError, ZeroDivisionError):
             raise UserError("--shard auto: SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT are not set "
                             "(run it as a Slurm job array, or give --shard K/N)") from None
+        if count == 1:  # `sbatch --array=17` to rerun one task would otherwise take the whole list
+            raise UserError(f"--shard auto: this job array has one task (SLURM_ARRAY_TASK_ID={task}); to rerun "
+                            f"one shard of N, give --shard {task}/N")
     else:
         match = re.fullmatch(r"(\d+)/(\d+)", text.strip())
         if not match:

@@ -74,21 +74,26 @@ def assert_same(got: dict, expected: dict) -> None:
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-5 * np.abs(expected[key]).max())
 
 
-@pytest.mark.parametrize("procs, videos", [(2, ALL), (3, ALL[:4]), (2, ALL[:1])])
-def test_dist_script_equals_single_process(procs, videos, golden_checkpoint, tmp_path):
+@pytest.mark.parametrize("procs, videos, sliced", [(2, ALL, None), (3, ALL[:4], None), (2, ALL[:1], None),
+                                                   (2, ALL, "1/2")])
+def test_dist_script_equals_single_process(procs, videos, sliced, golden_checkpoint, tmp_path):
+    """Also torchrun inside a shard (N shards x M processes): shard 1 of 2 is the list's last 3 videos."""
     video_list = write_list(tmp_path / "list.txt", videos)
     out = tmp_path / "dist" / "feats.pkl"
     env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()))
     proc = subprocess.run(
         ["bash", str(ROOT / "tools/misc/dist_clip_feature_extraction.sh"), str(ROOT / TSN),
          str(golden_checkpoint("tsn_clip")), str(procs), "--video-list", str(video_list), "--video-root", str(VIDEOS),
-         "--out", str(out), *FAST],
+         "--out", str(out), *FAST, *(["--shard", sliced] if sliced else [])],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
+    if sliced:
+        videos, out = videos[2:], out.with_name("feats.shard-0001-of-0002.pkl")
+        video_list = write_list(tmp_path / "slice.txt", videos)
     assert f"{len(videos)} written, 0 failed" in proc.stderr
     assert_same(pickle.loads(out.read_bytes()), single_process(golden_checkpoint("tsn_clip"), video_list, tmp_path))
-    assert sorted(p.name for p in out.parent.iterdir()) == ["feats.pkl", "feats.pkl.meta.json"]  # no temp or partial
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name, f"{out.name}.meta.json"]  # no temp or partial
     assert json.loads(out.with_name("feats.pkl.meta.json").read_text())["processes"] == procs
 
 

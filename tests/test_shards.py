@@ -33,6 +33,8 @@ def test_shard_from_the_flag_or_slurms_array(text, env, shard):
 @pytest.mark.parametrize("text, env, words", [
     ("3/3", {}, "shard 3 of 3 does not exist"), ("1-4", {}, "give K/N"), ("auto", {}, "SLURM_ARRAY_TASK_ID"),
     ("auto", {"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "4"}, "shard 4 of 4 does not exist"),
+    ("auto", {"SLURM_ARRAY_TASK_ID": "17", "SLURM_ARRAY_TASK_COUNT": "1", "SLURM_ARRAY_TASK_MIN": "17"},
+     "give --shard 17/N"),
 ])
 def test_bad_shards_are_refused(text, env, words):
     with pytest.raises(UserError, match=words):
