@@ -94,7 +94,7 @@ def test_dist_script_equals_single_process(procs, videos, sliced, golden_checkpo
     assert f"{len(videos)} written, 0 failed" in proc.stderr
     assert_same(pickle.loads(out.read_bytes()), single_process(golden_checkpoint("tsn_clip"), video_list, tmp_path))
     assert sorted(p.name for p in out.parent.iterdir()) == [out.name, f"{out.name}.meta.json"]  # no temp or partial
-    assert json.loads(out.with_name("feats.pkl.meta.json").read_text())["processes"] == procs
+    assert json.loads(out.with_name(f"{out.name}.meta.json").read_text())["processes"] == procs
 
 
 LAUNCHER_VARS = {
