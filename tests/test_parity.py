@@ -27,7 +27,7 @@ HEAVY = {"tsn_k400_10crop", "slowonly_k400_3crop", "i3d_r50_video", "timesformer
          "ipcsn_r50_raw", "ircsn_r50_raw", "tsm_mobilenetv2_dense_raw", "tsn_r50_dense_video", "tanet_r50_dense_raw"}
 CI_VIDEOS = ["h264_176x144_18frames.mp4", "h264_426x240_24fps.mp4"]
 HEAVIEST = {"tanet_r50_dense_raw": CI_VIDEOS[1:]}
-# 800 views of a ResNet-50 in one forward (a minute and 17 GB of RSS a video on CI's CPU): pytest -m slow only;
+# 800 views of a ResNet-50 in one forward (a minute and up to 17 GB of RSS a video on a 2-core CPU): pytest -m slow only;
 # CI covers dense sampling with tsm_mobilenetv2_dense_raw and tanet_r50_dense_raw.
 SLOW_ONLY = {"tsn_r50_dense_video"}
 
