@@ -178,6 +178,11 @@ class Extraction:
                                                precision=precision)
         settings = LoaderSettings.from_config(cfg)
         workers = decode_workers(options.workers, settings.workers_per_gpu, device)
+        in_process = [step.backend for step in pipeline.find("open") if not DECODERS.get(step.backend).forks]
+        if workers and in_process:
+            log.info("decoding in this process, not in %s: %s decodes with CUDA, which a forked worker cannot "
+                     "use", count(workers, "worker"), in_process[0])
+            workers = 0
         extractor = FeatureExtractor(model, device, precision, normalize, per=options.per)
         return cls(options, cfg, pipeline, extractor, checkpoint_file, workers, max(1, settings.videos_per_gpu), info)
 
