@@ -35,9 +35,10 @@ from featx.errors import UserError
 from featx.extraction import (FeatureExtractor, Progress, batched, decode_workers, extract,
                               prepare_model, resolve_precision, select_device)
 from featx.hostmem import keep_freed_memory
+from featx.models import view_group
 from featx.options import Resolved, RunOptions
 from featx.output import OutputFormat, open_output, sidecar, write_error_report, write_meta
-from featx.registry import FORMATS, TRANSFORMS
+from featx.registry import DECODERS, FORMATS, TRANSFORMS
 from featx.reuse import Earlier, earlier_output
 from featx.result import VideoResult
 from featx.shards import ShardSlice, parse_shard
@@ -75,8 +76,8 @@ def prepared_config(options: RunOptions) -> tuple[Config, Pipeline, Any]:
     workers run it, and the normalisation the device applies (a final ``Normalize``, or a ``GPUNormalize``
     module hook), if any."""
     cfg = load_config(options.config, options.cfg_options)
-    if options.dense_stride is not None:
-        use_dense_sampling(cfg, options.dense_stride)
+    if options.dense_stride is not None:  # a backbone that mixes views gets windows of whole groups
+        use_dense_sampling(cfg, options.dense_stride, view_group(cfg.model))
     pipeline, normalize = split_normalize(build_pipeline(cfg.data.test.pipeline, decoder=options.decoder,
                                                           decode_order=options.decode_order))
     hooked = GPUNormalize.from_module_hooks(cfg.get("module_hooks"))
@@ -127,8 +128,13 @@ class Extraction:
         model, checkpoint_file = prepare_model(cfg, options.checkpoint, device, fuse=options.fuse_conv_bn,
                                                precision=precision)
         settings = LoaderSettings.from_config(cfg)
-        resolved = Resolved(decoder=resolved_decoder(options.decoder, cfg.data.test.pipeline), precision=precision,
-                            device=str(device), workers=decode_workers(options.workers, settings.workers_per_gpu, device),
+        decoder = resolved_decoder(options.decoder, cfg.data.test.pipeline)
+        workers = decode_workers(options.workers, settings.workers_per_gpu, device)
+        if workers and decoder != "none" and not DECODERS.get(decoder).forks:
+            log.info("decoding in this process, not in %s: %s decodes with CUDA, which a forked worker cannot "
+                     "use", count(workers, "worker"), decoder)
+            workers = 0
+        resolved = Resolved(decoder=decoder, precision=precision, device=str(device), workers=workers,
                             video_root=os.path.abspath(options.video_root))
         extractor = FeatureExtractor(model, device, precision, normalize, per=options.per)
         return cls(options, cfg, pipeline, extractor, checkpoint_file, resolved, max(1, settings.videos_per_gpu), info)
