@@ -1,10 +1,12 @@
 """featx: one deep feature vector per video, faithful to MMAction2 0.x clip feature extraction."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 __version__ = "0.1.0"
 
+from featx.meta import read_meta  # noqa: E402
 from featx.output import FeatureFile, load  # noqa: E402  (the API for reading results back)
 
 if TYPE_CHECKING:
@@ -31,5 +33,5 @@ def extract(config: str, checkpoint: str, videos: Sequence[str] | None = None, *
         return extract_features(run_options)
     if run(run_options) == EXIT_INTERRUPTED:
         raise KeyboardInterrupt
-    features, meta = load(run_options.out)
-    return Extracted(features, {f["video"]: f["reason"] for f in (meta or {}).get("failed", [])})
+    features = load(run_options.out).features
+    return Extracted(features, {f.video: f.reason for f in read_meta(Path(run_options.out)).failed})

@@ -8,40 +8,36 @@ holds is reported with the shard that should have held it, and the command exits
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import os
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
 from featx.data.video_list import read_video_list
 from featx.errors import UserError
-from featx.output import DirFormat, OutputFormat, meta_path, open_output, write_error_report, write_meta
+from featx.meta import (Failure, Fingerprint, MergedShard, Meta, ShardSection, VideoEntry, meta_path, now, read_meta,
+                        write_meta)
+from featx.output import DirFormat, OutputFormat, open_output, write_error_report
 from featx.registry import FORMATS
 from featx.shards import Shard, list_digest
-from featx.store import differences
 from featx.wording import count
 
 log = logging.getLogger(__name__)
-
-# fingerprint entries shards may differ in: where each machine mounts the videos, and how each stores its output
-LOCAL = ("video root", "folder output")
-
 
 @dataclass
 class ShardOutput:
     """One shard's output: where it lies, in what format, and what its meta sidecar says (but its videos)."""
 
     path: Path
-    meta: dict[str, Any]  # the sidecar without "videos" and "failed"; its "shard" section without "keys"
+    meta: Meta  # the sidecar without its videos and failures; its shard section without its keys
     keys: list[str]  # the shard's slice of the list
-    failed: list[dict[str, str]]
+    failed: list[Failure]
 
     @classmethod
     def read(cls, path: Path) -> ShardOutput:
@@ -50,36 +46,40 @@ class ShardOutput:
         if not path.exists():
             raise UserError(f"{path}: no such file or folder")
         try:
-            meta = json.loads(sidecar.read_text())
+            meta = read_meta(path)
         except FileNotFoundError:
             raise UserError(f"{path}: not a featx output (no {sidecar.name} beside it)") from None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             raise UserError(f"{path}: its meta sidecar {sidecar.name} cannot be read ({exc})") from None
-        if not isinstance(meta, dict) or not {"shard", "fingerprint", "format", "videos", "failed"} <= meta.keys():
+        if meta.shard is None or meta.fingerprint is None:
             raise UserError(f"{path}: not the output of a shard (its {sidecar.name} has no shard section: "
                             "made without --shard, or by an older featx)")
-        del meta["videos"]
-        return cls(path, meta, meta["shard"].pop("keys"), meta.pop("failed"))
+        return cls(path, dataclasses.replace(meta, videos={}, failed=[], shard=dataclasses.replace(meta.shard, keys=[])),
+                   meta.shard.keys, meta.failed)
+
+    @property
+    def section(self) -> ShardSection:
+        return self.meta.shard  # type: ignore[return-value]  (read() refuses a sidecar without one)
 
     @property
     def shard(self) -> Shard:
-        return Shard(self.meta["shard"]["index"], self.meta["shard"]["count"])
+        return Shard(self.section.index, self.section.count)
 
     @property
     def start(self) -> int:
-        return self.meta["shard"]["start"]
+        return self.section.start
 
     @property
     def end(self) -> int:
-        return self.meta["shard"]["end"]
+        return self.section.end
 
-    def full_meta(self) -> dict[str, Any]:
+    def full_meta(self) -> Meta:
         """The whole sidecar, read again (with every video's entry): for one shard at a time."""
-        return json.loads(meta_path(self.path).read_text())
+        return read_meta(self.path)
 
-    def shared(self) -> dict[str, Any]:
+    def shared(self) -> Fingerprint:
         """What every shard of one run has alike: the fingerprint, less what is local to a machine."""
-        return {name: value for name, value in self.meta["fingerprint"].items() if name not in LOCAL}
+        return self.meta.fingerprint.shared()  # type: ignore[union-attr]  (read() refuses a sidecar without one)
 
 
 @dataclass
@@ -110,14 +110,14 @@ def merge(paths: Sequence[str], out: str, out_format: str | None = None, video_l
                     "" if names else ": pass --video-list to name them")
     output = open_output(out, out_format, [key for s in segments for key in s.keys])
     log.info("merging %s of %s -> %s", count(len(segments) - len(gaps), "shard"),
-             count(shards[0].meta["shard"]["listed"], "listed video"), output.path)
+             count(shards[0].section.listed, "listed video"), output.path)
     failures, written = write_arrays(output, segments)
-    header = {**shards[0].meta, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "format": FORMATS.name_of(type(output)),
-              "fingerprint": {**shards[0].meta["fingerprint"], "folder output": output.streams},
-              "merged": [{"file": str(s.source.path), "shard": f"{s.source.shard.index}/{s.source.shard.count}",
-                          "video_root": s.source.meta["video_root"]} for s in segments if s.source is not None]}
-    del header["shard"]
+    first = shards[0].meta
+    header = dataclasses.replace(
+        first, created=now(), format=FORMATS.name_of(type(output)), shard=None,
+        fingerprint=dataclasses.replace(first.fingerprint, folder_output=output.streams),  # type: ignore[arg-type]
+        merged=[MergedShard(str(s.source.path), f"{s.source.shard.index}/{s.source.shard.count}",
+                            s.source.meta.video_root) for s in segments if s.source is not None])
     write_meta(output.path, header, entries(output, segments), failures)
     report = write_error_report(output.path, failures)
     log.info("%d written, %d failed (%d in no shard), in %.1f s -> %s%s", written, len(failures),
@@ -132,18 +132,18 @@ def check_alike(shards: list[ShardOutput]) -> None:
     for other in shards[1:]:
         if other.shared() != first.shared():
             raise UserError(f"{other.path} was made with other settings than {first.path} "
-                            f"({differences(first.shared(), other.shared())}): merge the shards of one run")
-        ours, theirs = (s.meta["shard"] for s in (first, other))
-        if (ours["listed"], ours["list sha256"]) != (theirs["listed"], theirs["list sha256"]):
-            raise UserError(f"{other.path} is a shard of another video list than {first.path} ({theirs['listed']} "
-                            f"videos, sha256 {theirs['list sha256'][:12]}.., against {ours['listed']}, "
-                            f"{ours['list sha256'][:12]}..): merge the shards of one list")
+                            f"({first.shared().differences(other.shared())}): merge the shards of one run")
+        ours, theirs = first.section, other.section
+        if (ours.listed, ours.list_sha256) != (theirs.listed, theirs.list_sha256):
+            raise UserError(f"{other.path} is a shard of another video list than {first.path} ({theirs.listed} "
+                            f"videos, sha256 {theirs.list_sha256[:12]}.., against {ours.listed}, "
+                            f"{ours.list_sha256[:12]}..): merge the shards of one list")
 
 
 def plan(shards: list[ShardOutput]) -> list[Segment]:
     """The list, position by position, as the shards cover it: each shard's slice in list order (where shards
     overlap, as shards of different counts can, the earlier one's videos are taken) and the gaps between."""
-    listed = shards[0].meta["shard"]["listed"]
+    listed = shards[0].section.listed
     segments: list[Segment] = []
     at, before = 0, None
     for shard in sorted(shards, key=lambda s: (s.start, -s.end)):
@@ -163,9 +163,9 @@ def plan(shards: list[ShardOutput]) -> list[Segment]:
 
 def _not_given(lo: int, hi: int, before: ShardOutput | None, after: ShardOutput | None) -> str:
     """``in no shard (shard 3 of 8 was not given)``: which shards, of a neighbour's count, hold ``[lo, hi)``."""
-    section = (after or before).meta["shard"]  # type: ignore[union-attr]  (a gap has a shard beside it)
-    n, listed = section["count"], section["listed"]
-    if section["by"] == "count":  # the first shard j whose end, (j + 1) * listed // n, is past the position
+    section = (after or before).section  # type: ignore[union-attr]  (a gap has a shard beside it)
+    n, listed = section.count, section.listed
+    if section.by == "count":  # the first shard j whose end, (j + 1) * listed // n, is past the position
         first, last = (((p + 1) * n + listed - 1) // listed - 1 for p in (lo, hi - 1))
     elif before is not None and after is not None and before.shard.count != after.shard.count:
         return "in no shard given"
@@ -184,42 +184,42 @@ def _positions(lo: int, hi: int) -> str:
 def whole_list(video_list: str | None, shard: ShardOutput) -> list[str] | None:
     """The keys of the list the shards were made from: ``--video-list``, else the list file the shards
     recorded when it is still there unchanged; None when neither can say (the shards hold their slices only)."""
-    section = shard.meta["shard"]
-    path = video_list or section["list file"]
+    section = shard.section
+    path = video_list or section.list_file
     if path is None or (video_list is None and not os.path.isfile(path)):
         return None
     keys = [item.key for item in read_video_list(path, "")]
-    if list_digest(keys) == section["list sha256"]:
+    if list_digest(keys) == section.list_sha256:
         return keys
     if video_list is not None:
         raise UserError(f"--video-list {video_list}: not the list the shards were made from ({len(keys)} videos, "
-                        f"the shards' list {section['listed']}, or another order)")
+                        f"the shards' list {section.listed}, or another order)")
     log.warning("%s, the list the shards were made from, has changed since", path)
     return None
 
 
-def write_arrays(output: OutputFormat, segments: list[Segment]) -> tuple[list[tuple[str, str]], int]:
+def write_arrays(output: OutputFormat, segments: list[Segment]) -> tuple[list[Failure], int]:
     """Write the output from the shards, one shard's arrays at a time (a dict format's are all held for its
     write; a folder's are linked from a folder shard); return the failures, in list order, and how many
     videos were written."""
     arrays: dict[str, np.ndarray] = {}
-    failures: list[tuple[str, str]] = []
+    failures: list[Failure] = []
     written = 0
     for segment in segments:
         source = segment.source
         if source is None:
-            failures.extend((key, segment.reason) for key in segment.keys)
+            failures.extend(Failure(key, segment.reason) for key in segment.keys)
             continue
         taken = set(segment.keys)
-        failures.extend((f["video"], f["reason"]) for f in source.failed if f["video"] in taken)
+        failures.extend(f for f in source.failed if f.video in taken)
         meta = source.full_meta()
-        held = [key for key in segment.keys if key in meta["videos"]]
+        held = [key for key in segment.keys if key in meta.videos]
         written += len(held)
-        if isinstance(output, DirFormat) and meta["format"] == "dir":
+        if isinstance(output, DirFormat) and meta.format == "dir":
             for key in held:
-                _link(source.path / meta["videos"][key]["file"], output.path / output.entry(key)["file"])
+                _link(source.path / str(meta.videos[key].file), output.path / output.entry(key)["file"])
             continue
-        features = FORMATS.get(meta["format"]).read(source.path, meta)
+        features = FORMATS.get(meta.format).read(source.path, meta)
         for key in held:
             if output.streams:
                 output.add(key, features[key])
@@ -242,15 +242,14 @@ def _link(source: Path, target: Path) -> None:
     os.replace(temporary, target)
 
 
-def entries(output: OutputFormat, segments: list[Segment]) -> Iterator[tuple[str, dict[str, Any]]]:
+def entries(output: OutputFormat, segments: list[Segment]) -> Iterator[tuple[str, VideoEntry]]:
     """Each written video's meta entry, in list order, read from one shard's sidecar at a time; a folder
     shard's ``file`` becomes where the video is in this output."""
     for segment in segments:
         if segment.source is None:
             continue
-        videos = segment.source.full_meta()["videos"]
+        videos = segment.source.full_meta().videos
         for key in segment.keys:
             if key in videos:
-                entry = {name: value for name, value in videos[key].items() if name != "file"}
-                yield key, {**output.entry(key), **entry}
+                yield key, dataclasses.replace(videos[key], **{"file": None, **output.entry(key)})
 

@@ -14,11 +14,12 @@ import posixpath
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import IO, Any, Callable, ClassVar, Iterable, Mapping, NamedTuple, Sequence
+from typing import IO, Any, Callable, ClassVar, Iterable, NamedTuple
 
 import numpy as np
 
 from featx.errors import UserError
+from featx.meta import Failure, Meta, VideoEntry, meta_path, read_meta
 from featx.registry import FORMATS
 
 Features = dict[str, np.ndarray]
@@ -105,15 +106,15 @@ class OutputFormat:
         raise NotImplementedError
 
     @classmethod
-    def read(cls, path: Path, meta: dict[str, Any] | None) -> Features:
+    def read(cls, path: Path, meta: Meta | None) -> Features:
         """The dict a ``write`` wrote (``meta``: the sidecar, for formats without keys)."""
         raise NotImplementedError
 
-    def reusable(self, meta: dict[str, Any]) -> dict[str, np.ndarray | None]:
+    def reusable(self, meta: Meta) -> dict[str, np.ndarray | None]:
         """What the output at this path, written as its sidecar ``meta`` says, holds for a rerun to keep."""
-        return FORMATS.get(meta["format"]).read(self.path, meta)
+        return FORMATS.get(meta.format).read(self.path, meta)
 
-    def remove(self, entries: Iterable[dict[str, Any]]) -> None:
+    def remove(self, entries: Iterable[VideoEntry]) -> None:
         """Remove what videos no longer listed left beside the output (their sidecar entries): only a folder has any."""
 
 
@@ -127,7 +128,7 @@ class PickleFormat(OutputFormat):
         pickle.dump(features, f, protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
-    def read(cls, path: Path, meta: dict[str, Any] | None) -> Features:
+    def read(cls, path: Path, meta: Meta | None) -> Features:
         with open(path, "rb") as f:
             return pickle.load(f)
 
@@ -146,7 +147,7 @@ class JsonFormat(OutputFormat):
         f.write(b"}")
 
     @classmethod
-    def read(cls, path: Path, meta: dict[str, Any] | None) -> Features:
+    def read(cls, path: Path, meta: Meta | None) -> Features:
         return {k: np.asarray(v, dtype=np.float32) for k, v in json.loads(path.read_text()).items()}
 
 
@@ -165,7 +166,7 @@ class ListFormat(OutputFormat):
             pickle.dump(rows, f, protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
-    def read(cls, path: Path, meta: dict[str, Any] | None) -> Features:
+    def read(cls, path: Path, meta: Meta | None) -> Features:
         if path.suffix.lower() == ".json":
             rows = [None if r is None else np.asarray(r, dtype=np.float32) for r in json.loads(path.read_text())]
         else:
@@ -173,7 +174,7 @@ class ListFormat(OutputFormat):
                 rows = pickle.load(f)
         if meta is None:
             raise UserError(f"{path}: a list output needs its {meta_path(path).name} to know which video is which")
-        return dict(zip(meta["videos"], (r for r in rows if r is not None)))
+        return dict(zip(meta.videos, (r for r in rows if r is not None)))
 
 
 @FORMATS.register("npz")
@@ -192,7 +193,7 @@ class NpzFormat(OutputFormat):
                     np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
 
     @classmethod
-    def read(cls, path: Path, meta: dict[str, Any] | None) -> Features:
+    def read(cls, path: Path, meta: Meta | None) -> Features:
         with np.load(path, allow_pickle=False) as npz:
             # by the members' full names: npz["x.npy"] alone would open video "x"'s member
             return {key: npz[name + ".npy"] for key, name in npz[INDEX + ".npy"].tolist()}
@@ -218,7 +219,7 @@ class H5Format(OutputFormat):
                               dtype=h5py.string_dtype())
 
     @classmethod
-    def read(cls, path: Path, meta: dict[str, Any] | None) -> Features:
+    def read(cls, path: Path, meta: Meta | None) -> Features:
         h5py = import_h5py()
         with h5py.File(path, "r") as h5:
             return {key.decode(): h5[name.decode()][()] for key, name in h5[INDEX][()].tolist()}
@@ -253,22 +254,21 @@ class DirFormat(OutputFormat):
     def write(self, features: Features) -> None:
         """Nothing left to write: every array went to its file in ``add``."""
 
-    def reusable(self, meta: dict[str, Any]) -> dict[str, np.ndarray | None]:
+    def reusable(self, meta: Meta) -> dict[str, np.ndarray | None]:
         """The listed videos whose file is there, where this list puts it; their arrays stay on disk (None)."""
-        return {key: None for key, video in meta["videos"].items()
-                if key in self.names and video.get("file") == self.entry(key)["file"]
-                and (self.path / video["file"]).is_file()}
+        return {key: None for key, video in meta.videos.items()
+                if key in self.names and video.file == self.entry(key)["file"] and (self.path / video.file).is_file()}
 
-    def remove(self, entries: Iterable[dict[str, Any]]) -> None:
+    def remove(self, entries: Iterable[VideoEntry]) -> None:
         listed = {self.entry(key)["file"] for key in self.keys}  # a name a listed video now has stays
         for entry in entries:
-            if entry.get("file") and entry["file"] not in listed:
-                (self.path / entry["file"]).unlink(missing_ok=True)
+            if entry.file and entry.file not in listed:
+                (self.path / entry.file).unlink(missing_ok=True)
 
     @classmethod
-    def read(cls, path: Path, meta: dict[str, Any] | None) -> Features:
+    def read(cls, path: Path, meta: Meta | None) -> Features:
         if meta is not None:
-            return {key: np.load(path / video["file"]) for key, video in meta["videos"].items()}
+            return {key: np.load(path / video.file) for key, video in meta.videos.items()}
         files = sorted(p.relative_to(path).as_posix() for p in path.rglob("*.npy") if p.is_file())
         return {posixpath.splitext(name)[0]: np.load(path / name) for name in files}
 
@@ -325,10 +325,6 @@ def sidecar(out: Path, what: str) -> Path:
     return out.with_name(out.name + "." + what)
 
 
-def meta_path(out: Path) -> Path:
-    return sidecar(out, "meta.json")
-
-
 def error_report_path(out: Path) -> Path:
     return sidecar(out, "errors.json")
 
@@ -338,35 +334,13 @@ def write_json(path: Path, obj: Any) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def write_meta(out: Path, header: Mapping[str, Any], videos: Iterable[tuple[str, Mapping[str, Any]]],
-               failures: Sequence[tuple[str, str]]) -> None:
-    """``<out>.meta.json``: ``header``'s fields, then ``videos`` (``{key: entry}``) one a line as they come, so
-    that no more than one video's entry need be in memory, then the failures; written atomically."""
-    head = json.dumps({**header, "videos": None}, indent=1)
-
-    def dump(f: IO[bytes]) -> None:
-        f.write(head[:head.rindex('"videos": null')].encode() + b'"videos": {')
-        _rows(f, (f"{json.dumps(key)}: {json.dumps(entry, separators=(',', ':'))}" for key, entry in videos))
-        f.write(b'\n },\n "failed": [')
-        _rows(f, (json.dumps({"video": key, "reason": reason}) for key, reason in failures))
-        f.write(b"\n ]\n}\n")
-
-    atomic_write(meta_path(out), dump)
-
-
-def _rows(f: IO[bytes], rows: Iterable[str]) -> None:
-    """JSON members or items, one a line, comma-separated."""
-    for n, row in enumerate(rows):
-        f.write((",\n  " if n else "\n  ").encode() + row.encode())
-
-
-def write_error_report(out: Path, failures: list[tuple[str, str]]) -> Path | None:
+def write_error_report(out: Path, failures: list[Failure]) -> Path | None:
     """``<out>.errors.json``: ``[{"video", "reason"}, ...]``, written atomically; removed when nothing failed."""
     path = error_report_path(out)
     if not failures:
         path.unlink(missing_ok=True)
         return None
-    write_json(path, [{"video": key, "reason": reason} for key, reason in failures])
+    write_json(path, [failure.to_json() for failure in failures])
     return path
 
 
@@ -374,13 +348,12 @@ class FeatureFile(NamedTuple):
     """What ``load`` returns: ``features, meta = featx.load(path)``."""
 
     features: Features  # {listed key: float32 array}, in list order
-    meta: dict[str, Any] | None  # the <out>.meta.json sidecar, None when there is none
+    meta: dict[str, Any] | None  # the <out>.meta.json sidecar (as featx.meta.Meta.to_json gives it), None without one
 
 
 def load(path: str | Path) -> FeatureFile:
     """Read a featx output in any format (told by its meta sidecar, else by its suffix) and its metadata."""
     path = Path(path)
-    sidecar_file = meta_path(path)
-    meta = json.loads(sidecar_file.read_text()) if sidecar_file.exists() else None
-    fmt = FORMATS.get(meta["format"]) if meta else format_for(path, None)
-    return FeatureFile(fmt.read(path, meta), meta)
+    meta = read_meta(path) if meta_path(path).exists() else None
+    fmt = FORMATS.get(meta.format) if meta else format_for(path, None)
+    return FeatureFile(fmt.read(path, meta), meta.to_json() if meta else None)

@@ -14,7 +14,6 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -23,7 +22,6 @@ import torch
 from mmengine.config import Config
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from featx import __version__
 from featx.checkpoint import file_sha256
 from featx.config import LoaderSettings, load_config, reads_raw_frames, use_dense_sampling
 from featx.data import Pipeline, VideoDataset, VideoItem, build_pipeline, decoded_samples, find_videos, read_video_list
@@ -35,14 +33,15 @@ from featx.errors import UserError
 from featx.extraction import (FeatureExtractor, Progress, batched, decode_workers, extract,
                               prepare_model, resolve_precision, select_device)
 from featx.hostmem import keep_freed_memory
+from featx.meta import Failure, Fingerprint, Meta, ShardSection, VideoEntry, write_meta
 from featx.models import view_group
 from featx.options import Resolved, RunOptions
-from featx.output import OutputFormat, open_output, sidecar, write_error_report, write_meta
+from featx.output import OutputFormat, open_output, sidecar, write_error_report
 from featx.registry import DECODERS, FORMATS, TRANSFORMS
 from featx.reuse import Earlier, earlier_output
 from featx.result import VideoResult
 from featx.shards import ShardSlice, parse_shard
-from featx.store import PartialStore, fingerprint
+from featx.store import PartialStore
 from featx.wording import count
 
 log = logging.getLogger("featx")
@@ -152,10 +151,10 @@ class Extraction:
             yield sample
         self.timings.update(self.extractor.timings)
 
-    def fingerprint(self, folder_output: bool) -> dict[str, Any]:
+    def fingerprint(self, folder_output: bool) -> Fingerprint:
         """What decides the vectors (the partial store and the meta sidecar record it; a rerun compares it)."""
-        return fingerprint(self.cfg.model.to_dict(), self.cfg.data.test.pipeline, file_sha256(self.checkpoint_file),
-                           **self.options.fingerprinted(self.resolved), folder_output=folder_output)
+        return Fingerprint.of(self.cfg.model.to_dict(), self.cfg.data.test.pipeline, file_sha256(self.checkpoint_file),
+                              self.options.fingerprinted(self.resolved), folder_output)
 
     def describe(self) -> str:
         """The start line's account of the model and where it runs."""
@@ -166,28 +165,15 @@ class Extraction:
                 f"{count(self.info.world_size, 'process', 'processes')}, {count(self.resolved.workers, 'decoding worker')}"
                 f"{' each' if self.info.world_size > 1 else ''}")
 
-    def provenance(self, output: OutputFormat, marks: dict[str, Any]) -> dict[str, Any]:
-        """What the meta sidecar records of how the output was made (its ``videos`` come from the results)."""
+    def provenance(self, output: OutputFormat, marks: Fingerprint, shard: ShardSection | None) -> Meta:
+        """What the meta sidecar records of how the output was made (its videos come from the results)."""
         o, resolved = self.options, self.resolved
-        return {
-            "featx_version": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "format": FORMATS.name_of(type(output)),
-            "per": o.per,
-            "config_file": os.path.abspath(o.config),
-            "checkpoint": o.checkpoint,
-            "checkpoint_file": str(self.checkpoint_file),
-            "checkpoint_sha256": marks["checkpoint sha256"],
-            "precision": resolved.precision,
-            "device": resolved.device,
-            "processes": self.info.world_size,
-            "decoder": resolved.decoder,
-            "decode_order": o.decode_order,
-            "fuse_conv_bn": o.fuse_conv_bn,
-            "video_root": resolved.video_root,
-            "config": self.cfg.pretty_text,
-            "fingerprint": marks,
-        }
+        return Meta(format=FORMATS.name_of(type(output)), per=o.per, config_file=os.path.abspath(o.config),
+                    checkpoint=o.checkpoint, checkpoint_file=str(self.checkpoint_file),
+                    checkpoint_sha256=marks.checkpoint_sha256, precision=resolved.precision, device=resolved.device,
+                    processes=self.info.world_size, decoder=resolved.decoder, decode_order=o.decode_order,
+                    fuse_conv_bn=o.fuse_conv_bn, video_root=resolved.video_root, config=self.cfg.pretty_text,
+                    fingerprint=marks, shard=shard)
 
 
 class StrictFailure(Exception):
@@ -280,7 +266,7 @@ def run(options: RunOptions) -> int:
             log.error("interrupted: %d of %d videos are kept in %s; run the same command again to resume",
                       saved, len(items), store.path)
             return EXIT_INTERRUPTED
-    provenance = {**extraction.provenance(output, marks), **(sliced.meta() if sliced else {})}
+    provenance = extraction.provenance(output, marks, sliced.section() if sliced else None)
     return finish(output, items, store, earlier, provenance, computed=len(todo), done_before=done_before,
                   seconds=time.monotonic() - start)
 
@@ -310,7 +296,7 @@ def record(results: Iterable[VideoResult], output: OutputFormat, store: PartialS
 
 
 def finish(output: OutputFormat, items: list[VideoItem], store: PartialStore, earlier: Earlier,
-           provenance: dict[str, Any], *, computed: int, done_before: str, seconds: float) -> int:
+           provenance: Meta, *, computed: int, done_before: str, seconds: float) -> int:
     """Write the output (list order) from the store and the earlier output, then its meta sidecar (each video's
     entry read back from the store as it is written: they are never all in memory) and the error report, then
     drop the store and what videos no longer listed left. A dict format's arrays are all held for its write."""
@@ -318,11 +304,11 @@ def finish(output: OutputFormat, items: list[VideoItem], store: PartialStore, ea
     keys = [it.key for it in items]
     offsets = store.offsets()
     arrays: dict[str, Any] = {}
-    failures: list[tuple[str, str]] = []
+    failures: list[Failure] = []
     written = 0
     for key, array, _, error in outcomes(keys, output, store, offsets, earlier, arrays=not output.streams):
         if error is not None:
-            failures.append((key, error))
+            failures.append(Failure(key, error))
             continue
         written += 1
         if not output.streams:
@@ -341,13 +327,13 @@ def finish(output: OutputFormat, items: list[VideoItem], store: PartialStore, ea
 
 
 def outcomes(keys: list[str], output: OutputFormat, store: PartialStore, offsets: dict[str, int], earlier: Earlier,
-             *, arrays: bool) -> Iterator[tuple[str, Any, dict[str, Any] | None, str | None]]:
+             *, arrays: bool) -> Iterator[tuple[str, Any, VideoEntry | None, str | None]]:
     """``(key, array, meta entry, error)`` of each listed video that has an outcome, in list order: the store's
     latest (``arrays=False`` leaves its array unread), else the earlier output's."""
     for key in keys:
         got = store.read(offsets[key], array=arrays) if key in offsets else None
         if got is not None and got.error is None:
-            yield key, got.feature, {**output.entry(key), **got.info}, None
+            yield key, got.feature, VideoEntry.from_json({**output.entry(key), **got.info}), None
         elif key in earlier.features:
             yield key, earlier.features[key], earlier.videos[key], None
         elif got is not None:

@@ -15,10 +15,11 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from featx.data.video_list import VideoItem
 from featx.errors import UserError
+from featx.meta import ShardSection
 
 SHARD_BY = ("count", "size")
 
@@ -119,8 +120,7 @@ class ShardSlice:
         videos = {0: "no videos", 1: f"video {self.end}"}.get(self.end - self.start, f"videos {self.start + 1}-{self.end}")
         return f"{self.shard} (by {self.by}): {videos} of the {self.listed} listed -> {out}"
 
-    def meta(self) -> dict[str, Any]:
+    def section(self) -> ShardSection:
         """The meta sidecar's ``shard`` section: which slice of which list (its keys last, in list order)."""
-        return {"shard": {"index": self.shard.index, "count": self.shard.count, "by": self.by, "start": self.start,
-                          "end": self.end, "listed": self.listed, "list sha256": self.digest,
-                          "list file": self.list_file, "keys": [it.key for it in self.items]}}
+        return ShardSection(self.shard.index, self.shard.count, self.by, self.start, self.end, self.listed,
+                            self.digest, self.list_file, [it.key for it in self.items])

@@ -12,16 +12,16 @@ import itertools
 import json
 import logging
 import os
-import re
 import struct
 import time
 import zlib
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 import numpy as np
 
 from featx.errors import UserError
+from featx.meta import Fingerprint
 from featx.result import VideoResult
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,6 @@ MAGIC = b"featx-partial 1\n"
 FRAME = struct.Struct("<II")
 HEADER_LEN = struct.Struct("<I")
 FSYNC_EVERY_S = 5.0
-SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def _encode(header: dict[str, Any], payload: bytes = b"") -> bytes:
@@ -70,7 +69,7 @@ def _read_bodies(f: Any, *, headers_only: bool = False) -> Iterator[tuple[int, b
 class PartialStore:
     """Append-only store of finished videos for one output, tied to a fingerprint of what made them."""
 
-    def __init__(self, path: Path, fingerprint: dict[str, Any], *, restart: bool = False) -> None:
+    def __init__(self, path: Path, fingerprint: Fingerprint, *, restart: bool = False) -> None:
         self.path = path
         self.fingerprint = fingerprint
         self.done: set[str] = set()  # keys with a vector (failed keys are retried on a rerun)
@@ -103,7 +102,7 @@ class PartialStore:
             log.warning("cannot lock %s (%s): make sure no other run writes the same --out", self.path, exc.strerror)
 
     def _header(self) -> bytes:
-        return MAGIC + _encode({"fingerprint": self.fingerprint})
+        return MAGIC + _encode({"fingerprint": self.fingerprint.to_json()})
 
     def _reopen(self) -> None:
         """Read back what an earlier run stored, and cut off a record torn by a crash."""
@@ -112,11 +111,11 @@ class PartialStore:
             raise UserError(f"{self.path} is not a featx partial store; move it away or pass --restart")
         bodies = _read_bodies(f)
         first = next(bodies, None)
-        stored = _decode(first[1])[0].get("fingerprint", {}) if first else {}
+        stored = Fingerprint.from_json(_decode(first[1])[0].get("fingerprint", {}) if first else {})
         if stored != self.fingerprint:
             kept = len(_done_keys(f))
             raise UserError(f"{self.path} holds {kept} results made with other settings "
-                            f"({differences(stored, self.fingerprint)}); pass --restart to discard them, "
+                            f"({stored.differences(self.fingerprint)}); pass --restart to discard them, "
                             "or use another --out")
         end = f.tell()
         for _, body in bodies:
@@ -213,47 +212,3 @@ def read_records(path: Path) -> dict[str, VideoResult]:
             header, payload = _decode(body)
             latest[header["key"]] = _record(header, payload)
     return latest
-
-
-def fingerprint(model_cfg: Any, pipeline_cfg: Any, checkpoint_sha256: str, **options: Any) -> dict[str, Any]:
-    """What decides the vectors: the model and test pipeline configs, the weights, and vector-changing options,
-    as JSON gives them back (so that one read from a file compares equal)."""
-    marks = {"model": model_cfg, "data.test.pipeline": pipeline_cfg, "checkpoint sha256": checkpoint_sha256,
-             **{name.replace("_", " "): value for name, value in options.items()}}
-    return json.loads(json.dumps(marks, default=repr))
-
-
-def differences(old: Mapping[str, Any], new: Mapping[str, Any], most: int = 4) -> str:
-    """``name: old -> new`` for the settings that differ between two fingerprints (config values by their
-    dotted path, as ``--cfg-options`` names them; sha256 digests shortened), the first ``most`` of them."""
-    before, after = _leaves(old), _leaves(new)
-    names = [*after, *(name for name in before if name not in after)]
-    changed = [f"{name}: {_show(before.get(name, ABSENT))} -> {_show(after.get(name, ABSENT))}"
-               for name in names if before.get(name, ABSENT) != after.get(name, ABSENT)]
-    more = f", and {len(changed) - most} more" if len(changed) > most else ""
-    return ", ".join(changed[:most]) + more if changed else "none recorded"
-
-
-ABSENT = object()  # a setting one fingerprint has and the other lacks
-
-
-def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts and lists flattened to ``{dotted path: value}``."""
-    if isinstance(node, Mapping):
-        items = node.items()
-    elif isinstance(node, list):
-        items = enumerate(node)
-    else:
-        return {prefix: node}
-    leaves: dict[str, Any] = {}
-    for key, value in items:
-        leaves.update(_leaves(value, f"{prefix}.{key}" if prefix else str(key)))
-    return leaves
-
-
-def _show(value: Any) -> str:
-    if value is ABSENT:
-        return "(not set)"
-    if isinstance(value, str):
-        return value[:12] + ".." if SHA256.fullmatch(value) else value
-    return json.dumps(value)

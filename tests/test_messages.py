@@ -7,18 +7,18 @@ import numpy as np
 
 from featx.extraction import Progress
 from featx.result import VideoResult
-from featx.store import differences, fingerprint
+from featx.meta import Fingerprint
 
 
 def test_differences_name_each_setting():
-    old = fingerprint({"backbone": {"depth": 50}}, [{"type": "SampleFrames", "num_clips": 25}], "ab" * 32,
-                      precision="fp32", video_root="/data")
-    new = fingerprint({"backbone": {"depth": 101}}, [{"type": "SampleFrames", "num_clips": 25}], "cd" * 32,
-                      precision="fp32", video_root="/data", per="clip")
-    assert differences(old, new) == ("model.backbone.depth: 50 -> 101, checkpoint sha256: abababababab.. -> "
-                                     "cdcdcdcdcdcd.., per: (not set) -> clip")
-    assert differences(old, new, most=1) == "model.backbone.depth: 50 -> 101, and 2 more"
-    assert old == json.loads(json.dumps(old))  # compares equal once read back from a sidecar
+    old = Fingerprint.of({"backbone": {"depth": 50}}, [{"type": "SampleFrames", "num_clips": 25}], "ab" * 32,
+                         {"precision": "fp32", "video_root": "/data"})
+    new = Fingerprint.of({"backbone": {"depth": 101}}, [{"type": "SampleFrames", "num_clips": 25}], "cd" * 32,
+                         {"precision": "fp32", "video_root": "/data", "per": "clip"})
+    assert old.differences(new) == ("model.backbone.depth: 50 -> 101, checkpoint sha256: abababababab.. -> "
+                                    "cdcdcdcdcdcd.., per: (not set) -> clip")
+    assert old.differences(new, most=1) == "model.backbone.depth: 50 -> 101, and 2 more"
+    assert Fingerprint.from_json(json.loads(json.dumps(old.to_json()))) == old  # equal once read back from a sidecar
 
 
 def test_progress_moves_inside_a_video_and_never_back():
