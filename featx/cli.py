@@ -92,8 +92,13 @@ def list_models(argv: Sequence[str]) -> int:
     """``featx models [WORD ...]``: the model index, or the entries whose name or family has every word."""
     words = [w.lower() for w in argv if not w.startswith("-")]
     entries = [e for e in models() if all(w in e.name or w == e.family for w in words)]
+    if not entries:
+        setup_logging(debug=False)
+        log.error("no model's name or family has %s (featx models lists them all)",
+                  " and ".join(repr(w) for w in words))
+        return EXIT_USAGE
     print(table(entries))
-    return EXIT_OK if entries else EXIT_USAGE
+    return EXIT_OK
 
 
 def merge_parser() -> argparse.ArgumentParser:
@@ -121,6 +126,21 @@ def merge_command(argv: Sequence[str]) -> int:
         return _usage_error(exc, args.debug)
 
 
+def values_attached(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """``--shard -1/3`` as ``--shard=-1/3``: a value that starts with a dash (and is no flag) stays the flag's
+    value, so featx's own check answers it, not argparse's usage text ("expected one argument")."""
+    takes_one = {flag for action in parser._actions if action.nargs is None and action.option_strings
+                 for flag in action.option_strings}
+    flags = set(parser._option_string_actions)
+    attached, at = [], 0
+    while at < len(argv):
+        arg, value = argv[at], argv[at + 1] if at + 1 < len(argv) else ""
+        joined = arg in takes_one and value.startswith("-") and value.split("=")[0] not in flags
+        attached.append(f"{arg}={value}" if joined else arg)
+        at += 2 if joined else 1
+    return attached
+
+
 def _usage_error(exc: UserError, debug: bool) -> int:
     """One ``featx: error:`` line (and the traceback with --debug); the exit status of bad input."""
     if debug:
@@ -139,7 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return list_models(argv[1:] if argv[:1] == ["models"] else [])
     if argv[:1] == ["merge"]:
         return merge_command(argv[1:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(values_attached(parser, argv))
     setup_logging(args.debug)
     # Slurm pre-emption and kill stop the run like Ctrl-C; once it has returned, during the interpreter's
     # exit, a SIGTERM gets the handling it had before (a KeyboardInterrupt there would interrupt teardown)

@@ -223,6 +223,10 @@ class Progress:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the bar's line (again: nothing), so that what is logged next starts a line of its own."""
         self.bar.close()
 
     def chunk(self, part: VideoResult) -> None:

@@ -258,6 +258,7 @@ def run(options: RunOptions) -> int:
             if group is not None:
                 leave(group)
         except (KeyboardInterrupt, StrictFailure) as exc:
+            progress.close()  # on stderr the bar's line has no end yet: a file or pipe would get the message on it
             store.close()
             saved = len(store.done)
             if isinstance(exc, StrictFailure):

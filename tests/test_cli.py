@@ -179,6 +179,18 @@ def test_models_lists_the_index_and_filters_it():
     assert tsm.returncode == 0 and TSM_NAME in tsm.stdout and "tsn_" not in tsm.stdout
 
 
+def test_models_says_when_nothing_matched():
+    proc = run_featx("models", "nosuchword")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert error_line(proc) == "featx: error: no model's name or family has 'nosuchword' (featx models lists them all)"
+
+
+def test_a_value_that_starts_with_a_dash_gets_featxs_answer_not_argparses(tmp_path):
+    proc = run_featx(TSN, "w.pth", "--video-root", VIDEOS, "--out", tmp_path / "feats.pkl", "--shard", "-1/3")
+    assert proc.returncode == 2 and "usage:" not in proc.stderr
+    assert error_line(proc) == "featx: error: --shard -1/3: give K/N (shard K of N, K from 0) or auto"
+
+
 def test_a_model_name_stands_for_config_and_checkpoint(golden_checkpoint, short_list, tmp_path):
     """The name alone resolves its config and official URL; with a checkpoint after it (here a local file URL,
     through torch's hub cache) that one is used."""

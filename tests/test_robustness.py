@@ -190,6 +190,8 @@ def test_interrupted_run_resumes_to_the_same_file(how, shard, golden_checkpoint,
     if how == signal.SIGINT:
         assert time.monotonic() - stopped < 10 and proc.returncode == 130
         assert "run the same command again to resume" in stderr
+        # stderr is a pipe here, as a file would be: the message has a line of its own, not the progress bar's
+        assert any(line.startswith("featx: error: interrupted: ") for line in stderr.split("\n")), stderr
     done = len(read_records(sidecar(out, "partial")))
     assert 2 <= done < n
 
