@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 __version__ = "0.1.0"
 
 from featx.meta import read_meta  # noqa: E402
-from featx.output import FeatureFile, load  # noqa: E402  (the API for reading results back)
+from featx.outputs import FeatureFile, load  # noqa: E402  (the API for reading results back)
 
 if TYPE_CHECKING:
     from featx.runner import Extracted

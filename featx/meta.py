@@ -280,7 +280,7 @@ def read_meta(out: Path) -> Meta:
 def write_meta(out: Path, meta: Meta, videos: Iterable[tuple[str, VideoEntry]], failed: Sequence[Failure]) -> None:
     """``<out>.meta.json``: ``meta``'s header, then ``videos`` one a line as they come (so that no more than one
     video's entry need be in memory), then the failures; written atomically."""
-    from featx.output import atomic_write  # which reads sidecars through this module
+    from featx.outputs import atomic_write  # which reads sidecars through this module
 
     head = json.dumps({**meta.header(), "videos": None}, indent=1)
 

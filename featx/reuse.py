@@ -9,7 +9,7 @@ import numpy as np
 
 from featx.errors import UserError
 from featx.meta import Fingerprint, VideoEntry, meta_path, read_meta
-from featx.output import OutputFormat
+from featx.outputs import OutputFormat
 from featx.wording import count
 
 log = logging.getLogger(__name__)

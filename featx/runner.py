@@ -36,7 +36,7 @@ from featx.hostmem import keep_freed_memory
 from featx.meta import Failure, Fingerprint, Meta, ShardSection, VideoEntry, write_meta
 from featx.models import view_group
 from featx.options import Resolved, RunOptions
-from featx.output import OutputFormat, open_output, sidecar, write_error_report
+from featx.outputs import OutputFormat, Row, open_output, sidecar, write_error_report
 from featx.registry import DECODERS, FORMATS, TRANSFORMS
 from featx.reuse import Earlier, earlier_output
 from featx.result import VideoResult
@@ -300,22 +300,23 @@ def finish(output: OutputFormat, items: list[VideoItem], store: PartialStore, ea
            provenance: Meta, *, computed: int, done_before: str, seconds: float) -> int:
     """Write the output (list order) from the store and the earlier output, then its meta sidecar (each video's
     entry read back from the store as it is written: they are never all in memory) and the error report, then
-    drop the store and what videos no longer listed left. A dict format's arrays are all held for its write."""
+    drop the store and what videos no longer listed left. The format takes the arrays one at a time, in list order."""
     out = output.path
     keys = [it.key for it in items]
     offsets = store.offsets()
-    arrays: dict[str, Any] = {}
     failures: list[Failure] = []
     written = 0
-    for key, array, _, error in outcomes(keys, output, store, offsets, earlier, arrays=not output.streams):
-        if error is not None:
-            failures.append(Failure(key, error))
-            continue
-        written += 1
-        if not output.streams:
-            arrays[key] = array
-    output.write(arrays)
-    arrays.clear()
+
+    def arrays() -> Iterator[Row]:
+        nonlocal written
+        for key, array, entry, error in outcomes(keys, output, store, offsets, earlier, arrays=not output.streams):
+            if error is None:
+                written += 1
+                yield Row(key, array, entry)
+            else:
+                failures.append(Failure(key, error))
+
+    output.write(arrays())
     entries = outcomes(keys, output, store, offsets, earlier, arrays=False)
     write_meta(out, provenance, ((key, entry) for key, _, entry, error in entries if error is None), failures)
     report = write_error_report(out, failures)
