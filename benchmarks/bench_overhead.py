@@ -90,35 +90,32 @@ def disk_bytes(path: Path) -> int:
 
 
 def child_run(spec: dict[str, Any]) -> dict[str, Any]:
-    """One featx run, instrumented from outside: when its model is ready, when its final write starts (the
+    """One featx run, watched through its observer: when its model is ready, when its final write starts (the
     partial store's size then, and a copy of it to time a resume's reopening), and when it ends."""
     import featx.runner as runner
     from featx.store import PartialStore
 
     marks: dict[str, Any] = {}
-    prepare_model, finish = runner.Extraction.prepare, runner.finish
 
-    def prepared(*args: Any, **kwargs: Any) -> Any:
-        marks["extraction"] = prepare_model(*args, **kwargs)
-        marks["loop_start"] = time.perf_counter()
-        return marks["extraction"]
+    class Watch(runner.RunObserver):
+        def prepared(self, extraction: runner.Extraction) -> None:
+            marks["extraction"], marks["loop_start"] = extraction, time.perf_counter()
 
-    def finishing(output: Any, items: Any, store: Any, *args: Any, **kwargs: Any) -> int:
-        marks["loop_end"] = time.perf_counter()
-        marks["store_bytes"] = store.path.stat().st_size
-        if spec.get("keep_store"):
-            shutil.copyfile(store.path, spec["keep_store"])
-            marks["fingerprint"] = store.fingerprint
-        status = finish(output, items, store, *args, **kwargs)
-        marks["finish_s"] = time.perf_counter() - marks["loop_end"]
-        return status
+        def computed(self, store: PartialStore) -> None:
+            marks["loop_end"] = time.perf_counter()
+            marks["store_bytes"] = store.path.stat().st_size
+            if spec.get("keep_store"):
+                shutil.copyfile(store.path, spec["keep_store"])
+                marks["fingerprint"] = store.fingerprint
 
-    runner.Extraction.prepare, runner.finish = classmethod(lambda cls, *a, **k: prepared(*a, **k)), finishing
+        def finished(self, status: int) -> None:
+            marks["finish_s"] = time.perf_counter() - marks["loop_end"]
+
     options = runner.RunOptions(spec["config"], spec["checkpoint"], out=spec["out"], video_list=spec["list"],
                                 video_root=spec["root"], out_format=spec.get("format"), device="cpu",
                                 shard=spec.get("shard"))
     started = time.perf_counter()
-    status = runner.run(options)
+    status = runner.run(options, Watch())
     stats: dict[str, Any] = {"status": status, "wall_s": time.perf_counter() - started,
                              "peak_rss_mib": peak_rss_mib(),
                              "workers_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,

@@ -223,11 +223,7 @@ class Progress:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """End the bar's line (again: nothing), so that what is logged next starts a line of its own."""
-        self.bar.close()
+        self.bar.close()  # ends the bar's line: what is logged next starts a line of its own
 
     def chunk(self, part: VideoResult) -> None:
         """A chunk of a video computed in this process: the bar moves by its share of the video. In a

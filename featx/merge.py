@@ -51,8 +51,8 @@ class ShardOutput:
         if meta.shard is None or meta.fingerprint is None:
             raise UserError(f"{path}: not the output of a shard (its {sidecar.name} has no shard section: "
                             "made without --shard, or by an older featx)")
-        return cls(path, dataclasses.replace(meta, videos={}, failed=[], shard=dataclasses.replace(meta.shard, keys=[])),
-                   meta.shard.keys, meta.failed)
+        section = dataclasses.replace(meta.shard, keys=[])
+        return cls(path, dataclasses.replace(meta, videos={}, failed=[], shard=section), meta.shard.keys, meta.failed)
 
     @property
     def section(self) -> ShardSection:

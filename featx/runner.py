@@ -8,7 +8,6 @@ processes, the progress bar) and writes the output; :func:`extract_features` kee
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -202,9 +201,42 @@ def extract_features(options: RunOptions) -> Extracted:
     return Extracted(features, failed)
 
 
-def run(options: RunOptions) -> int:
-    """Extract every listed video and write the output; return the exit status. Bad input raises UserError
-    before the model loads; finished videos go to ``<out>.partial`` as they come, so nothing is lost."""
+class RunObserver:
+    """What a caller of :func:`run` may watch, one method per step (each does nothing here: override those
+    wanted). The benchmark times the loop and the final write through it; rank 0 alone sees a distributed
+    run's steps after ``prepared``."""
+
+    def planned(self, items: list[VideoItem], output: OutputFormat) -> None:
+        """Every input is checked (config, list, output), before the model loads: the videos of this run (a
+        shard's slice) and the output they go to."""
+
+    def prepared(self, extraction: Extraction) -> None:
+        """The model is on its device; the loop over the videos starts next (``extraction.timings`` adds up
+        its stages as it goes)."""
+
+    def video(self, result: VideoResult) -> None:
+        """A video's result has arrived (in list order), and goes to the store next."""
+
+    def computed(self, store: PartialStore) -> None:
+        """Every video is computed and in ``store``; the final write of the output starts next."""
+
+    def finished(self, status: int) -> None:
+        """The output, its meta sidecar and its error report are written; ``status`` is the run's exit status."""
+
+
+@dataclass
+class Planned:
+    """A run's inputs, all checked before the model loads: the prepared config, the videos (a shard's slice),
+    the shard (if any) and the output."""
+
+    prepared: tuple[Config, Pipeline, Any]
+    items: list[VideoItem]
+    sliced: ShardSlice | None
+    output: OutputFormat
+
+
+def plan(options: RunOptions) -> Planned:
+    """Check everything the user gave (options, config, list, output) before any model is loaded."""
     options.check()
     if options.out is None:
         raise UserError("give --out")
@@ -215,19 +247,34 @@ def run(options: RunOptions) -> int:
         sliced = ShardSlice.of(items, parse_shard(options.shard), options.shard_by, options.video_list)
         items, out = sliced.items, sliced.shard.output(options.out)
         log.info("%s", sliced.describe(out))
-    output = open_output(out, options.out_format, [it.key for it in items])
-    extraction = Extraction.prepare(options, prepared)
+    return Planned(prepared, items, sliced, open_output(out, options.out_format, [it.key for it in items]))
+
+
+def earlier_results(output: OutputFormat, marks: Fingerprint, restart: bool) -> tuple[PartialStore, Earlier]:
+    """The partial store (opened, an interrupted run's results in it) and what a finished ``output`` holds,
+    both made with ``marks`` (else refused, or discarded by ``restart``)."""
+    earlier = earlier_output(output, marks, restart=restart)
+    store = PartialStore(sidecar(output.path, "partial"), marks, restart=restart)
+    if store.discarded or earlier.discarded:  # --restart
+        where = [f"{n} in {name}" for n, name in [(earlier.discarded, output.path.name),
+                                                  (store.discarded, store.path.name)] if n]
+        log.info("--restart: discarded %s (%s)", count(store.discarded + earlier.discarded, "earlier result"),
+                 ", ".join(where))
+    return store, earlier
+
+
+def run(options: RunOptions, observer: RunObserver | None = None) -> int:
+    """Extract every listed video and write the output; return the exit status. Bad input raises UserError
+    before the model loads; finished videos go to ``<out>.partial`` as they come, so nothing is lost.
+    ``observer`` sees each step (:class:`RunObserver`)."""
+    observer = observer or RunObserver()
+    planned = plan(options)
+    items, output = planned.items, planned.output
+    observer.planned(items, output)
+    extraction = Extraction.prepare(options, planned.prepared)
     info = extraction.info
     marks = extraction.fingerprint(folder_output=output.streams)
-    store, earlier = None, Earlier()
-    if info.is_main:
-        earlier = earlier_output(output, marks, restart=options.restart)
-        store = PartialStore(sidecar(output.path, "partial"), marks, restart=options.restart)
-        if store.discarded or earlier.discarded:  # --restart
-            where = [f"{n} in {name}" for n, name in [(earlier.discarded, output.path.name),
-                                                      (store.discarded, store.path.name)] if n]
-            log.info("--restart: discarded %s (%s)", count(store.discarded + earlier.discarded, "earlier result"),
-                     ", ".join(where))
+    store, earlier = earlier_results(output, marks, options.restart) if info.is_main else (None, Earlier())
     todo = [i for i, item in enumerate(items)
             if store is None or (item.key not in store.done and item.key not in earlier.features)]
     group = None
@@ -235,41 +282,56 @@ def run(options: RunOptions) -> int:
         group = object_group()
         todo = broadcast_from_main(todo, group)
     mine = shard([items[i] for i in todo], info)
-    done_before = ""
-    if store is not None:
-        done_before = from_earlier_runs(len(earlier.features), len(items) - len(todo) - len(earlier.features),
-                                        output.path, store)
-        work = (f"{count(len(items), 'video')} listed, {len(todo)} to compute ({done_before})" if done_before
-                else f"{count(len(todo), 'video')} to compute")
-        log.info("%s; %s", work, extraction.describe())
+    observer.prepared(extraction)
+    if store is None:  # another rank: its results go to rank 0
+        for _ in gather_to_main(extraction.results(mine), info, math.ceil(len(todo) / info.world_size), group):
+            pass
+        leave(group)
+        return EXIT_OK
+    done_before = from_earlier_runs(len(earlier.features), len(items) - len(todo) - len(earlier.features),
+                                    output.path, store)
+    work = (f"{count(len(items), 'video')} listed, {len(todo)} to compute ({done_before})" if done_before
+            else f"{count(len(todo), 'video')} to compute")
+    log.info("%s; %s", work, extraction.describe())
 
     start = time.monotonic()
-    with Progress(len(todo)) if store is not None else contextlib.nullcontext() as progress:
-        results = extraction.results(mine, on_chunk=progress.chunk if progress is not None else None)
+    try:
+        compute(extraction, mine, len(todo), group, output, store, observer, strict=options.strict)
+    except (KeyboardInterrupt, StrictFailure) as exc:
+        return stopped(exc, store, len(items))
+    observer.computed(store)
+    provenance = extraction.provenance(output, marks, planned.sliced.section() if planned.sliced else None)
+    status = finish(output, items, store, earlier, provenance, computed=len(todo), done_before=done_before,
+                    seconds=time.monotonic() - start)
+    observer.finished(status)
+    return status
+
+
+def compute(extraction: Extraction, mine: list[VideoItem], todo: int, group: Any, output: OutputFormat,
+            store: PartialStore, observer: RunObserver, *, strict: bool) -> None:
+    """Rank 0's loop: this rank's videos (``mine``) and the other ranks' (``group``), ``todo`` in all, each
+    result recorded as it comes, on the progress bar. A stop (KeyboardInterrupt, or :class:`StrictFailure`
+    at a failure with ``strict``) leaves the bar's line ended, for the message that follows."""
+    info = extraction.info
+    with Progress(todo) as progress:
+        results = extraction.results(mine, on_chunk=progress.chunk)
         if group is not None:
-            results = gather_to_main(results, info, math.ceil(len(todo) / info.world_size), group)
-        if store is None:
-            for _ in results:  # this rank's results go to rank 0
-                pass
-            leave(group)
-            return EXIT_OK
-        try:
-            record(results, output, store, progress, strict=options.strict)
-            if group is not None:
-                leave(group)
-        except (KeyboardInterrupt, StrictFailure) as exc:
-            progress.close()  # on stderr the bar's line has no end yet: a file or pipe would get the message on it
-            store.close()
-            saved = len(store.done)
-            if isinstance(exc, StrictFailure):
-                log.error("%s (%d videos kept in %s)", exc, saved, store.path)
-                return EXIT_VIDEOS_FAILED
-            log.error("interrupted: %d of %d videos are kept in %s; run the same command again to resume",
-                      saved, len(items), store.path)
-            return EXIT_INTERRUPTED
-    provenance = extraction.provenance(output, marks, sliced.section() if sliced else None)
-    return finish(output, items, store, earlier, provenance, computed=len(todo), done_before=done_before,
-                  seconds=time.monotonic() - start)
+            results = gather_to_main(results, info, math.ceil(todo / info.world_size), group)
+        record(results, output, store, [progress, observer], strict=strict)
+    if group is not None:
+        leave(group)
+
+
+def stopped(exc: BaseException, store: PartialStore, listed: int) -> int:
+    """Say why the run stopped and what it kept; the exit status."""
+    store.close()
+    saved = len(store.done)
+    if isinstance(exc, StrictFailure):
+        log.error("%s (%d videos kept in %s)", exc, saved, store.path)
+        return EXIT_VIDEOS_FAILED
+    log.error("interrupted: %d of %d videos are kept in %s; run the same command again to resume",
+              saved, listed, store.path)
+    return EXIT_INTERRUPTED
 
 
 def from_earlier_runs(reused: int, resumed: int, out: Path, store: PartialStore) -> str:
@@ -279,13 +341,14 @@ def from_earlier_runs(reused: int, resumed: int, out: Path, store: PartialStore)
     return ", ".join(filter(None, parts))
 
 
-def record(results: Iterable[VideoResult], output: OutputFormat, store: PartialStore, progress: Progress, *,
-           strict: bool) -> None:
-    """Each result, as it comes (on the progress bar): its array to a streaming output, then its record to the
-    store. ``strict``: a failed video raises :class:`StrictFailure`."""
+def record(results: Iterable[VideoResult], output: OutputFormat, store: PartialStore,
+           watchers: Sequence[Progress | RunObserver], *, strict: bool) -> None:
+    """Each result, as it comes (shown to the ``watchers``: the progress bar, an observer): its array to a
+    streaming output, then its record to the store. ``strict``: a failed video raises :class:`StrictFailure`."""
     with logging_redirect_tqdm(loggers=[log]):
         for result in results:
-            progress.video(result)
+            for watcher in watchers:
+                watcher.video(result)
             feature = result.feature
             details = result.info
             if output.streams and feature is not None:

@@ -21,6 +21,7 @@ from featx.errors import UserError
 from featx.extraction import resolve_precision
 from featx.model_index import find_model, models
 from featx.options import RunOptions
+from featx.runner import RunObserver, run
 
 TSN = CASE_CONFIGS["tsn_clip"]
 SLOWONLY = CASE_CONFIGS["slowonly_clip"]
@@ -214,6 +215,32 @@ def test_gpu_normalize_module_hook_gives_the_normalize_steps_vector(golden_check
                      "--out", out, "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     assert rel_error(pickle.loads(out.read_bytes())[SHORT], golden_features("tsm_r50_video")[SHORT]) <= 1e-4
+
+
+def test_a_run_shows_each_step_to_its_observer(golden_checkpoint, short_list, tmp_path):
+    seen = []
+
+    class Watch(RunObserver):
+        def planned(self, items, output):
+            seen.append(("planned", [it.key for it in items], output.path.name))
+
+        def prepared(self, extraction):
+            seen.append(("prepared", extraction.resolved.decoder, extraction.resolved.workers))
+
+        def video(self, result):
+            seen.append(("video", result.key, result.error is None))
+
+        def computed(self, store):
+            seen.append(("computed", sorted(store.done)))
+
+        def finished(self, status):
+            seen.append(("finished", status, (tmp_path / "f.pkl").exists()))
+
+    options = RunOptions(str(ROOT / TSN), str(golden_checkpoint("tsn_clip")), out=str(tmp_path / "f.pkl"),
+                         video_list=str(short_list), video_root=str(VIDEOS), device="cpu", workers=0)
+    assert run(options, Watch()) == 0
+    assert seen == [("planned", [SHORT], "f.pkl"), ("prepared", "decord", 0), ("video", SHORT, True),
+                    ("computed", [SHORT]), ("finished", 0, True)]
 
 
 def test_python_api_in_memory_and_to_an_output(golden_checkpoint, tmp_path):

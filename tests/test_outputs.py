@@ -16,7 +16,8 @@ from helpers import CASE_CONFIGS, GOLDEN, ROOT, VIDEOS, error_line, featx_exits,
 from featx.config import load_config
 from featx.data import VideoDataset, VideoItem, build_pipeline
 from featx.errors import UserError
-from featx.outputs import Row, open_output, safe_names, write_meta
+from featx.meta import Failure, Meta, VideoEntry, write_meta
+from featx.outputs import Row, open_output, safe_names
 from featx.registry import FORMATS
 
 TSN = CASE_CONFIGS["tsn_clip"]
@@ -231,10 +232,10 @@ def test_every_format_round_trips_awkward_keys(fmt, name, shape, tmp_path):
     assert type(output) is FORMATS.get(fmt)
     for key, array in features.items() if output.streams else ():
         output.add(key, array)
-    output.write(Row(key, None if output.streams else array, {"clips": [[0.5 * i, 0.5 * i + 1] for i in range(3)]})
-                 for key, array in features.items())
-    write_meta(output.path, {"format": fmt}, ((key, output.entry(key)) for key in features),
-               [(FAILED, "no video")])
+    clips = [[0.5 * i, 0.5 * i + 1] for i in range(3)]
+    output.write(Row(key, None if output.streams else array, VideoEntry(clips=clips)) for key, array in features.items())
+    write_meta(output.path, Meta(fmt), ((key, VideoEntry(**output.entry(key))) for key in features),
+               [Failure(FAILED, "no video")])
     loaded, meta = featx.load(tmp_path / name)
     assert list(loaded) == list(features) and list(meta["videos"]) == list(features)
     for key, array in features.items():
