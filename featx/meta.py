@@ -105,7 +105,8 @@ def _show(value: Any) -> str:
 @dataclass(frozen=True)
 class VideoEntry:
     """A written video's entry: its frames and timing (from its result's ``info``), and where a folder output
-    put its array. Add a field here (with a default) to record more of each video."""
+    put its array. Add a field here (with a default) to record more of each video; one that only some
+    outputs or runs have goes in ``UNSET_LEFT_OUT`` too."""
 
     total_frames: int | None = None
     avg_fps: float | None = None
@@ -115,8 +116,11 @@ class VideoEntry:
     clips: list[list[float]] | None = None  # each clip's [start, end] in seconds
     file: str | None = None  # a folder output's file of the video, relative to the folder
 
+    UNSET_LEFT_OUT: ClassVar[tuple[str, ...]] = ("file",)  # fields not written when None (the others: null)
+
     def to_json(self) -> dict[str, Any]:
-        return {name: value for name, value in dataclasses.asdict(self).items() if value is not None}
+        return {name: value for name, value in dataclasses.asdict(self).items()
+                if value is not None or name not in self.UNSET_LEFT_OUT}
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> VideoEntry:
