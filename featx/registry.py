@@ -99,4 +99,4 @@ def check_arguments(factory: Callable[..., Any], args: Sequence[Any], kwargs: Ma
 MODELS = Registry("model", providers=("featx.models",))
 TRANSFORMS = Registry("transform", providers=("featx.data",))
 DECODERS = Registry("decoder", providers=("featx.data",))
-FORMATS = Registry("output format", providers=("featx.output",))
+FORMATS = Registry("output format", providers=("featx.outputs",))
