@@ -9,9 +9,11 @@ import av
 import numpy as np
 import pytest
 
+import featx
 from featx.data import build_pipeline
 from featx.data.grid import presentation_times, time_grid
 from featx.errors import UserError
+from helpers import error_line, run_featx, write_list
 
 DECODERS = ["decord", "pyav", "torchcodec"]
 
@@ -111,3 +113,31 @@ def test_bad_grid_settings_are_the_users_error():
         build_pipeline([dict(type="StrideSampleFrames", clip_len=4, stride=4, pad="mirror")])
     with pytest.raises(UserError, match="not in seconds"):
         build_pipeline([dict(type="StrideSampleFrames", clip_len=4, stride_seconds=0.5, pad="zero")])
+
+
+def test_the_cli_puts_windows_on_the_grid_and_records_it(tmp_path, tiny_tsn):
+    config, checkpoint = tiny_tsn
+    encode_coded(tmp_path / "vfr.mkv", VFR_MS)
+    out = tmp_path / "feats.pkl"
+    proc = run_featx(config, checkpoint, "--video-list", write_list(tmp_path / "l.txt", ["vfr.mkv"]), "--video-root",
+                     tmp_path, "--out", out, "--fps", "10", "--dense-stride", "3", "--pad", "repeat", "--per-clip")
+    assert proc.returncode == 0, proc.stderr
+    features, meta = featx.load(out)
+    assert features["vfr.mkv"].shape == (3, 512)  # 7 grid frames: ceil(7 / 3) windows
+    video = meta["videos"]["vfr.mkv"]
+    # window i of 2 grid frames starts at 3i + 3 // 2 - 2 // 2 = 3i (the last one padded past grid frame 6)
+    assert video["frame_inds"] == [0, 1, 3, 4, 6, 7] and video["avg_fps"] == 10.0
+    assert np.allclose(video["clips"], [[0.0, 0.2], [0.3, 0.5], [0.6, 0.8]])
+    assert meta["grid"] == {"fps": 10.0, "stride": 3, "window": 2, "pad": "repeat"}
+    assert meta["fingerprint"]["fps"] == 10.0 and meta["fingerprint"]["pad"] == "repeat"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--fps", "-5"], "--fps -5: must be more than 0 frames per second"),
+    (["--pad", "zero"], "--pad zero: pads the windows of --dense-stride, so give --dense-stride too"),
+])
+def test_grid_mistakes_are_one_line(tmp_path, tiny_tsn, args, message):
+    config, checkpoint = tiny_tsn
+    proc = run_featx(config, checkpoint, "--video-list", write_list(tmp_path / "l.txt", ["x.mp4"]), "--out",
+                     tmp_path / "o.pkl", *args)
+    assert proc.returncode == 2 and message in error_line(proc)

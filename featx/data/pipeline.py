@@ -58,19 +58,20 @@ class Pipeline:
 
 
 def build_pipeline(cfgs: Sequence[Mapping[str, Any]], *, decoder: str | None = None,
-                   decode_order: str = "list") -> Pipeline:
+                   decode_order: str = "list", fps: float | None = None) -> Pipeline:
     """Build each ``{'type': name, **kwargs}`` with ``TRANSFORMS``; unknown names and bad kwargs are UserErrors.
 
-    ``decoder`` replaces the backend of the step that opens the video (``--decoder``); ``decode_order
-    ='sorted'`` lets the decoding step ask for the frames in frame order (``--decode-order``).
+    ``decoder`` replaces the backend of the step that opens the video (``--decoder``) and ``fps`` puts the
+    video on that time grid (``--fps``); ``decode_order='sorted'`` lets the decoding step ask for the
+    frames in frame order (``--decode-order``).
     """
     steps = []
     for cfg in cfgs:
         known = isinstance(cfg, Mapping) and "type" in cfg
         role = getattr(TRANSFORMS.get(cfg["type"]), "role", None) if known else None
         extra: dict[str, Any] = {}
-        if role == "open" and decoder is not None:
-            extra["backend"] = decoder
+        if role == "open":
+            extra.update({"backend": decoder} if decoder is not None else {}, **({"fps": fps} if fps else {}))
         elif role == "decode" and decode_order == "sorted":
             extra["in_order"] = True
         steps.append(TRANSFORMS.build(cfg, **extra))
