@@ -27,7 +27,7 @@ from featx import __version__
 from featx.checkpoint import file_sha256
 from featx.config import LoaderSettings, load_config, reads_raw_frames, use_dense_sampling
 from featx.data import Pipeline, VideoDataset, VideoItem, build_pipeline, decoded_samples, find_videos, read_video_list
-from featx.data.pipeline import describe_views, split_normalize
+from featx.data.pipeline import Role, describe_views, split_normalize
 from featx.data.transforms import GPUNormalize
 from featx.distributed import (DistInfo, broadcast_from_main, gather_to_main, init_distributed, leave,
                                object_group, shard)
@@ -81,18 +81,18 @@ def prepared_config(options: RunOptions) -> tuple[Config, Pipeline, Any]:
     pipeline, normalize = split_normalize(build_pipeline(cfg.data.test.pipeline, decoder=options.decoder,
                                                           decode_order=options.decode_order, fps=options.fps))
     hooked = GPUNormalize.from_module_hooks(cfg.get("module_hooks"))
-    if hooked is not None and (normalize is not None or pipeline.find("normalize")):
+    if hooked is not None and (normalize is not None or pipeline.find(Role.NORMALIZE)):
         raise UserError("the config normalises twice (a Normalize step and a GPUNormalize module hook): keep one")
     return cfg, pipeline, normalize or hooked
 
 
 def resolved_decoder(requested: str | None, pipeline_cfg: Sequence[Mapping[str, Any]]) -> str:
-    """The backend that opens the videos: ``--decoder`` if given, else the one the config's opening step names
-    (or that step's own); "none" when no step opens a video (the config is checked already)."""
+    """The backend that opens the videos: ``--decoder`` if given, else the config's opening step's own;
+    "none" when no step opens a video (the config is checked already)."""
     for step in pipeline_cfg:
         factory = TRANSFORMS.get(step["type"])
-        if getattr(factory, "role", None) == "open":
-            return requested or step.get("backend") or factory.default_backend
+        if factory.role is Role.OPEN:
+            return requested or factory.default_backend
     return "none"
 
 
