@@ -90,17 +90,19 @@ class Pipeline:
 
 
 def build_pipeline(cfgs: Sequence[Mapping[str, Any]], *, decoder: str | None = None,
-                   decode_order: str = "list") -> Pipeline:
+                   decode_order: str = "list", fps: float | None = None) -> Pipeline:
     """Build each ``{'type': name, **kwargs}`` with ``TRANSFORMS``; unknown names and bad kwargs are UserErrors.
 
     ``decoder`` is handed to every step that opens a video (``--decoder``: it replaces the config's
-    backend); ``decode_order='sorted'`` lets every decoding step ask for the frames in frame order
-    (``--decode-order``).
+    backend), and ``fps`` puts the video on that time grid (``--fps``); ``decode_order='sorted'`` lets every
+    decoding step ask for the frames in frame order (``--decode-order``).
     """
     pipeline = Pipeline([TRANSFORMS.build(cfg) for cfg in cfgs])
     for step in pipeline.find(Role.OPEN):
         if decoder is not None:
             step.use_decoder(decoder)
+        if fps is not None:
+            step.use_time_grid(fps)
     for step in pipeline.find(Role.DECODE):
         if decode_order == "sorted":
             step.decode_in_order()
