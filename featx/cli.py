@@ -6,7 +6,7 @@ import logging
 import os
 import signal
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch.distributed as dist
 from mmengine.config import DictAction
@@ -21,6 +21,7 @@ from featx.model_index import find_model, models, resolve_model, table
 from featx.registry import DECODERS, FORMATS
 from featx.runner import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_VIDEOS_FAILED, RunOptions, run
 from featx.shards import SHARD_BY
+from featx.show import MAPS, show
 
 log = logging.getLogger("featx")
 
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video-ext", default=",".join(VIDEO_EXTENSIONS),
                    help="file suffixes taken when --video-root is walked (default: %(default)s)")
     p.add_argument("--out", required=True,
-                   help="output: .pkl/.pickle (dict of float32 arrays), .json, .npz, .h5, or a folder (ending in /) "
+                   help="output: .pkl/.pickle (dict of float32 arrays), .json, .npz, .h5, .parquet, or a folder (ending in /) "
                         "of .npy files; OUT.meta.json says how it was made")
     p.add_argument("--out-format", choices=FORMATS.names(),
                    help="output format instead of --out's suffix; 'list' writes MMAction2's list in list order")
@@ -157,10 +158,44 @@ def merge_parser() -> argparse.ArgumentParser:
 
 def merge_command(argv: Sequence[str]) -> int:
     """``featx merge --out OUT SHARD ...``"""
-    args = merge_parser().parse_args(argv)
+    return _subcommand(merge_parser(), argv, lambda args: merge(args.shards, args.out, args.out_format,
+                                                                args.video_list))
+
+
+def show_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="featx show",
+        description="What a featx output holds: count, dimension, norms, constant and non-finite vectors, the "
+                    "closest pairs; with --png, a 2-D map of the videos coloured by their first folder and, for a "
+                    "--per-clip output, per video the cosine similarity of consecutive clips over time.",
+        epilog="Exit status: 0 shown; 2 bad input (no featx output, a missing optional library).")
+    p.add_argument("out", metavar="OUT", help="a featx output (any format)")
+    p.add_argument("--png", help="write the picture to this .png file (needs matplotlib: pip install 'featx[show]')")
+    p.add_argument("--size", default="1200x800", help="the picture's WIDTHxHEIGHT in pixels (default: %(default)s)")
+    p.add_argument("--map", default="pca", choices=sorted(MAPS),
+                   help="how the videos are laid out in 2-D (default: %(default)s; umap needs umap-learn, tsne "
+                        "scikit-learn)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def show_command(argv: Sequence[str]) -> int:
+    """``featx show OUT [--png map.png]``: the summary on stdout."""
+
+    def shown(args: argparse.Namespace) -> int:
+        print("\n".join(show(args.out, args.png, args.size, args.map)))
+        return EXIT_OK
+
+    return _subcommand(show_parser(), argv, shown)
+
+
+def _subcommand(parser: argparse.ArgumentParser, argv: Sequence[str],
+                action: Callable[[argparse.Namespace], int]) -> int:
+    """A subcommand's arguments parsed, logging set up, ``action`` run; bad input is one line, exit 2."""
+    args = parser.parse_args(argv)
     setup_logging(args.debug)
     try:
-        return merge(args.shards, args.out, args.out_format, args.video_list)
+        return action(args)
     except UserError as exc:
         return _usage_error(exc, args.debug)
 
@@ -183,6 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return list_models(argv[1:] if argv[:1] == ["models"] else [])
     if argv[:1] == ["merge"]:
         return merge_command(argv[1:])
+    if argv[:1] == ["show"]:
+        return show_command(argv[1:])
     args = build_parser().parse_args(argv)
     setup_logging(args.debug)
     # Slurm pre-emption and kill stop the run like Ctrl-C; once it has returned, during the interpreter's

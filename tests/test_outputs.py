@@ -18,6 +18,7 @@ from featx.data import VideoDataset, VideoItem, build_pipeline
 from featx.errors import UserError
 from featx.outputs import Row, open_output, safe_names, write_meta
 from featx.registry import FORMATS
+from featx.show import show
 
 TSN = CASE_CONFIGS["tsn_clip"]
 SLOWONLY = CASE_CONFIGS["slowonly_clip"]
@@ -356,3 +357,63 @@ def test_parquet_without_pyarrow_is_one_sentence_and_exit_2(golden_checkpoint, t
     assert error_line(proc) == "featx: error: the parquet format needs pyarrow: pip install 'featx[parquet]'"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["list.txt"]
 
+
+def _planted_output(tmp_path: Path, per_clip: bool) -> Path:
+    """An output of three class folders of four videos (clusters apart), written as a run writes it, with a
+    planted constant vector and a vector holding a NaN; per clip: 6 clips a video, their seconds in the meta."""
+    rng = np.random.default_rng(0)
+    centres = {folder: rng.standard_normal(32) * 4 for folder in ("walk", "run", "swim")}
+    shape = (6, 32) if per_clip else (32,)
+    features = {f"{folder}/v{i}.mp4": (centre + rng.standard_normal(shape)).astype(np.float32)
+                for folder, centre in centres.items() for i in range(4)}
+    features["swim/constant.mp4"] = np.full(shape, 0.5, np.float32)
+    features["run/broken.mp4"] = features["run/v0.mp4"].copy()
+    features["run/broken.mp4"].flat[5] = np.nan
+    output = open_output(tmp_path / "feats.pkl", None, list(features))
+    output.write(Row(key, array, {}) for key, array in features.items())
+    clips = [[2.0 * i, 2.0 * i + 1.5] for i in range(6)]
+    write_meta(output.path, {"format": "pkl", "per": "clip" if per_clip else "video"},
+               ((key, {"clips": clips}) for key in features), [])
+    return output.path
+
+
+@pytest.mark.parametrize("per_clip", [False, True], ids=["per-video", "per-clip"])
+def test_show_writes_the_picture_and_names_what_is_wrong(per_clip, tmp_path):
+    from matplotlib.image import imread
+
+    out = _planted_output(tmp_path, per_clip)
+    lines = show(str(out), str(tmp_path / "map.png"), "640x480")  # what `featx show` prints
+    assert lines[0] == f"{out}: 14 videos, 32-d, per {'clip (6 clips a video)' if per_clip else 'video'}"
+    assert "constant vectors (1): swim/constant.mp4" in lines[2] and "non-finite vectors (1): run/broken.mp4" in lines[3]
+    assert lines[1].startswith("norms: min ") and "nearest pairs, cosine similarity:" in lines
+    assert f"picture: {tmp_path / 'map.png'} (640x480; map: PCA" in lines[-1] and "of 13 videos" in lines[-1]
+    picture = imread(tmp_path / "map.png")
+    assert picture.shape[:2] == (480, 640)
+    colours = np.unique(picture.reshape(-1, picture.shape[-1]).round(2), axis=0)
+    assert len(colours) > 50 and (picture[..., :3] < 0.5).mean() > 0.005  # drawn on, not one flat colour
+
+
+@pytest.mark.parametrize("args, words", [
+    (["{tmp}/none.pkl"], "none.pkl: no such file or folder"),
+    (["{out}", "--size", "9x9"], "--size 9x9: give WIDTHxHEIGHT in pixels"),
+    (["{out}", "--png", "{tmp}/map.jpg"], "--png {tmp}/map.jpg: name a .png file"),
+])
+def test_show_bad_input_is_one_line_and_exit_2(args, words, tmp_path):
+    out = _planted_output(tmp_path, per_clip=False)
+    proc = featx_exits("show", *[a.format(tmp=tmp_path, out=out) for a in args], expect=2)
+    assert words.format(tmp=tmp_path) in error_line(proc) and not (tmp_path / "map.png").exists()
+
+
+@pytest.mark.parametrize("library, flags, sentence", [
+    ("matplotlib", [], "featx show --png needs matplotlib: pip install 'featx[show]'"),
+    ("umap", ["--map", "umap"], "the umap map needs umap-learn: pip install 'featx[umap]'"),
+    ("sklearn", ["--map", "tsne"], "the tsne map needs scikit-learn: pip install 'featx[tsne]'"),
+])
+def test_show_without_its_library_is_one_sentence_and_exit_2(library, flags, sentence, tmp_path):
+    """As a user without the extra meets it: the real CLI, the library made unimportable."""
+    out = _planted_output(tmp_path, per_clip=False)
+    code = f"import sys; sys.modules[{library!r}] = None; from featx.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.run([sys.executable, "-c", code, "show", str(out), "--png", str(tmp_path / "map.png"), *flags],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and error_line(proc) == f"featx: error: {sentence}"
+    assert not (tmp_path / "map.png").exists()
