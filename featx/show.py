@@ -9,6 +9,7 @@ cosine similarity between consecutive clips over time (the clip times in seconds
 from __future__ import annotations
 
 import importlib
+import pickle
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -47,8 +48,11 @@ class Look:
         path = Path(out)
         if not path.exists():
             raise UserError(f"{path}: no such file or folder")
-        features, meta = load(path)
-        if not features:
+        try:
+            features, meta = load(path)
+        except (OSError, ValueError, EOFError, KeyError, pickle.UnpicklingError) as exc:
+            raise UserError(f"{path}: cannot be read as a featx output ({exc})") from None
+        if not isinstance(features, dict) or not features:
             raise UserError(f"{path}: holds no video")
         keys = list(features)
         arrays = [np.asarray(features[k], dtype=np.float64) for k in keys]

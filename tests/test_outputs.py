@@ -395,11 +395,13 @@ def test_show_writes_the_picture_and_names_what_is_wrong(per_clip, tmp_path):
 
 @pytest.mark.parametrize("args, words", [
     (["{tmp}/none.pkl"], "none.pkl: no such file or folder"),
+    (["{tmp}/garbage.pkl"], "garbage.pkl: cannot be read as a featx output"),
     (["{out}", "--size", "9x9"], "--size 9x9: give WIDTHxHEIGHT in pixels"),
     (["{out}", "--png", "{tmp}/map.jpg"], "--png {tmp}/map.jpg: name a .png file"),
 ])
 def test_show_bad_input_is_one_line_and_exit_2(args, words, tmp_path):
     out = _planted_output(tmp_path, per_clip=False)
+    (tmp_path / "garbage.pkl").write_bytes(b"not a pickle")
     proc = featx_exits("show", *[a.format(tmp=tmp_path, out=out) for a in args], expect=2)
     assert words.format(tmp=tmp_path) in error_line(proc) and not (tmp_path / "map.png").exists()
 
