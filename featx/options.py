@@ -15,10 +15,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 from mmengine.config import DictAction
 
+from featx.data.sampling import PADS
 from featx.data.video_list import VIDEO_EXTENSIONS
 from featx.distributed import LAUNCHER_ENV
 from featx.errors import UserError
 from featx.extraction import PER, PRECISIONS
+from featx.models.taps import POOLS
 from featx.registry import DECODERS, FORMATS
 from featx.shards import SHARD_BY, parse_shard
 
@@ -91,6 +93,20 @@ class RunOptions:
                                       help="sample clips over the whole video, one every N frames (16) or N seconds "
                                            "(0.5s), instead of the config's num_clips (memory-bounded for long "
                                            "videos)")
+    fps: float | None = option(None, flags=("--fps",), fingerprint=True, argparse={"type": float, "metavar": "F"},
+                               help="put every video on a grid of F frames per second first (the frame shown at "
+                                    "each 1/F s, by presentation timestamp, for any frame rate): sampling, strides "
+                                    "and windows then count grid frames")
+    pad: str = option("none", flags=("--pad",), choices=PADS, fingerprint=True,
+                      help="with --dense-stride: none (windows that fit), or repeat/zero: ceil(N / stride) windows, "
+                           "window i centred on frame i * stride + stride / 2, the ends padded with the edge frame "
+                           "or black")
+    layer: str | None = option(None, flags=("--layer",), fingerprint=True, argparse={"metavar": "NAME"},
+                               help="the output of this module instead of the backbone's, e.g. backbone.layer3 "
+                                    "(`featx layers CONFIG` lists them)")
+    pool: str | None = option(None, flags=("--pool",), choices=POOLS, fingerprint=True,
+                              help="how --layer's output is pooled over space and time: avg (default), max, or none "
+                                   "(each view's output kept whole, flattened)")
     cfg_options: Mapping[str, Any] = option(default_factory=dict, flags=("--cfg-options",),
                                             argparse={"nargs": "+", "action": DictAction},
                                             help="override config values, e.g. data.workers_per_gpu=4 "
@@ -148,6 +164,12 @@ class RunOptions:
             raise UserError("give the videos or a video list, not both")
         if self.out is None and self.launcher != "none":
             raise UserError("a distributed run writes an output: give out")
+        if self.fps is not None and not self.fps > 0:
+            raise UserError(f"--fps {self.fps:g}: must be more than 0 frames per second")
+        if self.pad != "none" and self.dense_stride is None:
+            raise UserError(f"--pad {self.pad}: pads the windows of --dense-stride, so give --dense-stride too")
+        if self.pool is not None and self.layer is None:
+            raise UserError(f"--pool {self.pool}: pools the output of --layer, so give --layer too")
         if self.shard is not None:
             parse_shard(self.shard)
             if self.out is None:

@@ -27,7 +27,7 @@ from featx import __version__
 from featx.checkpoint import file_sha256
 from featx.config import LoaderSettings, load_config, reads_raw_frames, use_dense_sampling
 from featx.data import Pipeline, VideoDataset, VideoItem, build_pipeline, decoded_samples, find_videos, read_video_list
-from featx.data.pipeline import describe_views, split_normalize
+from featx.data.pipeline import Role, describe_views, split_normalize
 from featx.data.transforms import GPUNormalize
 from featx.distributed import (DistInfo, broadcast_from_main, gather_to_main, init_distributed, leave,
                                object_group, shard)
@@ -77,22 +77,22 @@ def prepared_config(options: RunOptions) -> tuple[Config, Pipeline, Any]:
     module hook), if any."""
     cfg = load_config(options.config, options.cfg_options)
     if options.dense_stride is not None:  # a backbone that mixes views gets windows of whole groups
-        use_dense_sampling(cfg, options.dense_stride, view_group(cfg.model))
+        use_dense_sampling(cfg, options.dense_stride, view_group(cfg.model), options.pad)
     pipeline, normalize = split_normalize(build_pipeline(cfg.data.test.pipeline, decoder=options.decoder,
-                                                          decode_order=options.decode_order))
+                                                          decode_order=options.decode_order, fps=options.fps))
     hooked = GPUNormalize.from_module_hooks(cfg.get("module_hooks"))
-    if hooked is not None and (normalize is not None or pipeline.find("normalize")):
+    if hooked is not None and (normalize is not None or pipeline.find(Role.NORMALIZE)):
         raise UserError("the config normalises twice (a Normalize step and a GPUNormalize module hook): keep one")
     return cfg, pipeline, normalize or hooked
 
 
 def resolved_decoder(requested: str | None, pipeline_cfg: Sequence[Mapping[str, Any]]) -> str:
-    """The backend that opens the videos: ``--decoder`` if given, else the one the config's opening step names
-    (or that step's own); "none" when no step opens a video (the config is checked already)."""
+    """The backend that opens the videos: ``--decoder`` if given, else the config's opening step's own;
+    "none" when no step opens a video (the config is checked already)."""
     for step in pipeline_cfg:
         factory = TRANSFORMS.get(step["type"])
-        if getattr(factory, "role", None) == "open":
-            return requested or step.get("backend") or factory.default_backend
+        if factory.role is Role.OPEN:
+            return requested or factory.default_backend
     return "none"
 
 
@@ -127,6 +127,8 @@ class Extraction:
             keep_freed_memory()
         model, checkpoint_file = prepare_model(cfg, options.checkpoint, device, fuse=options.fuse_conv_bn,
                                                precision=precision)
+        if options.layer is not None:
+            model.tap(options.layer, options.pool or "avg")
         settings = LoaderSettings.from_config(cfg)
         decoder = resolved_decoder(options.decoder, cfg.data.test.pipeline)
         workers = decode_workers(options.workers, settings.workers_per_gpu, device)
@@ -187,7 +189,16 @@ class Extraction:
             "video_root": resolved.video_root,
             "config": self.cfg.pretty_text,
             "fingerprint": marks,
+            **({"grid": self.grid()} if o.fps is not None or o.pad != "none" else {}),
+            **({"layer": {"name": o.layer, "pool": o.pool or "avg"}} if o.layer is not None else {}),
         }
+
+    def grid(self) -> dict[str, Any]:
+        """The time grid the windows are on (``--fps``, ``--dense-stride``, ``--pad``): its rate (None: each
+        video's own), the stride and window in grid frames, the padding."""
+        sampler = self.pipeline.find("sample")[0]
+        return {"fps": self.options.fps, "stride": getattr(sampler, "stride", None),
+                "window": (sampler.clip_len - 1) * sampler.frame_interval + 1, "pad": self.options.pad}
 
 
 class StrictFailure(Exception):
