@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from mmengine.config import DictAction
 
+from featx.checkpoint import PARTIAL_FLAG
 from featx.data.sampling import PADS
 from featx.data.video_list import VIDEO_EXTENSIONS
 from featx.distributed import LAUNCHER_ENV
@@ -135,6 +136,9 @@ class RunOptions:
                                help="ask the decoder for frames in the sampler's order (default, as the reference) "
                                     "or sorted (fewer seeks: faster for multi-frame clips, but see the README for "
                                     "damaged files)")
+    allow_partial_checkpoint: bool = option(False, flags=(f"--{PARTIAL_FLAG}",), argparse={"action": "store_true"},
+                                            help="run even when the checkpoint lacks some of the model's weights "
+                                                 "(those layers keep random values: refused without it)")
     strict: bool = option(False, flags=("--strict",), argparse={"action": "store_true"},
                           help="stop at the first video that fails (exit 1)")
     restart: bool = option(False, flags=("--restart",), argparse={"action": "store_true"},

@@ -24,7 +24,7 @@ from mmengine.config import Config
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from featx import __version__
-from featx.checkpoint import file_sha256
+from featx.checkpoint import LoadedCheckpoint, file_sha256
 from featx.config import LoaderSettings, load_config, reads_raw_frames, use_dense_sampling
 from featx.data import Pipeline, VideoDataset, VideoItem, build_pipeline, decoded_samples, find_videos, read_video_list
 from featx.data.pipeline import Role, describe_views, split_normalize
@@ -108,7 +108,7 @@ class Extraction:
     cfg: Config
     pipeline: Pipeline
     extractor: FeatureExtractor
-    checkpoint_file: Path
+    checkpoint: LoadedCheckpoint
     resolved: Resolved
     batch_size: int
     info: DistInfo = field(default_factory=DistInfo)
@@ -125,8 +125,8 @@ class Extraction:
         torch.backends.cudnn.benchmark = bool(cfg.get("cudnn_benchmark", False))
         if device.type == "cpu" and options.keep_freed_memory:
             keep_freed_memory()
-        model, checkpoint_file = prepare_model(cfg, options.checkpoint, device, fuse=options.fuse_conv_bn,
-                                               precision=precision)
+        model, checkpoint = prepare_model(cfg, options.checkpoint, device, fuse=options.fuse_conv_bn,
+                                          precision=precision, allow_partial=options.allow_partial_checkpoint)
         if options.layer is not None:
             model.tap(options.layer, options.pool or "avg")
         settings = LoaderSettings.from_config(cfg)
@@ -139,7 +139,11 @@ class Extraction:
         resolved = Resolved(decoder=decoder, precision=precision, device=str(device), workers=workers,
                             video_root=os.path.abspath(options.video_root))
         extractor = FeatureExtractor(model, device, precision, normalize, per=options.per)
-        return cls(options, cfg, pipeline, extractor, checkpoint_file, resolved, max(1, settings.videos_per_gpu), info)
+        return cls(options, cfg, pipeline, extractor, checkpoint, resolved, max(1, settings.videos_per_gpu), info)
+
+    @property
+    def checkpoint_file(self) -> Path:
+        return self.checkpoint.path
 
     def results(self, items: Sequence[VideoItem], on_chunk: Any = None) -> Iterator[VideoResult]:
         """Every video's result, in list order: decoded in the workers, batched, through the model, its chunks
@@ -180,6 +184,8 @@ class Extraction:
             "checkpoint": o.checkpoint,
             "checkpoint_file": str(self.checkpoint_file),
             "checkpoint_sha256": marks["checkpoint sha256"],
+            "checkpoint_missing_keys": list(self.checkpoint.missing),  # left as built (--allow-partial-checkpoint)
+            "checkpoint_unused_keys": list(self.checkpoint.unused),  # the classification head's, usually
             "precision": resolved.precision,
             "device": resolved.device,
             "processes": self.info.world_size,
