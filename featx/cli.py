@@ -12,6 +12,7 @@ import torch.distributed as dist
 from mmengine.config import DictAction
 
 from featx import __version__
+from featx.config import VIEWS
 from featx.data.video_list import VIDEO_EXTENSIONS
 from featx.distributed import LAUNCHER_ENV, DistInfo, launcher_info
 from featx.errors import UserError
@@ -51,11 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="one vector per sampled clip (averaged over its crops): arrays (clips, D)")
     per.add_argument("--per-view", dest="per", action="store_const", const="view",
                      help="one vector per clip and crop: arrays (clips, crops, D)")
+    p.add_argument("--views", choices=VIEWS, default="all",
+                   help="all: every test view of the config (default); tool: the view reduction of MMAction2 1.x's "
+                        "clip_feature_extraction.py without --multi-view (one centre clip for a 3D SampleFrames, "
+                        "no twice_sample, TenCrop -> CenterCrop), averaged")
     p.add_argument("--dense-stride", metavar="N|Ns",
                    help="sample clips over the whole video, one every N frames (16) or N seconds (0.5s), "
                         "instead of the config's num_clips (memory-bounded for long videos)")
     p.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
-                   help="override config values, e.g. data.workers_per_gpu=4 model.test_cfg.max_testing_views=10")
+                   help="override config values by their key paths in the config's dialect, e.g. (0.x) "
+                        "data.workers_per_gpu=4 model.test_cfg.max_testing_views=10, (1.x) "
+                        "test_dataloader.dataset.pipeline.1.num_clips=2")
     p.add_argument("--fuse-conv-bn", action=argparse.BooleanOptionalAction, default=True,
                    help="fold BatchNorm into the convolutions (default on: same vectors to float rounding, faster)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
@@ -126,7 +133,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
     return RunOptions(
         config=config, checkpoint=checkpoint, out=args.out, video_list=args.video_list, video_root=args.video_root,
         video_ext=tuple(args.video_ext.split(",")), out_format=args.out_format, per=args.per,
-        dense_stride=args.dense_stride, cfg_options=args.cfg_options, fuse_conv_bn=args.fuse_conv_bn,
+        dense_stride=args.dense_stride, views=args.views, cfg_options=args.cfg_options, fuse_conv_bn=args.fuse_conv_bn,
         device=args.device, precision=args.precision, workers=args.workers, video_timeout=args.video_timeout,
         decoder=args.decoder, decode_order=args.decode_order, strict=args.strict, restart=args.restart,
         launcher=args.launcher, shard=args.shard, shard_by=args.shard_by)

@@ -20,15 +20,13 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
-from mmengine.config import Config
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from featx import __version__
 from featx.checkpoint import file_sha256
-from featx.config import LoaderSettings, load_config, reads_raw_frames, use_dense_sampling
+from featx.config import VIEWS, ExtractionConfig, read_config, use_dense_sampling, use_tool_views
 from featx.data import Pipeline, VideoDataset, VideoItem, build_pipeline, decoded_samples, find_videos, read_video_list
 from featx.data.pipeline import describe_views, split_normalize
-from featx.data.transforms import GPUNormalize
 from featx.data.video_list import VIDEO_EXTENSIONS
 from featx.distributed import (LAUNCHER_ENV, DistInfo, broadcast_from_main, gather_to_main, init_distributed, leave,
                                object_group, shard)
@@ -68,6 +66,7 @@ class RunOptions:
     out_format: str | None = None
     per: str = "video"
     dense_stride: str | None = None
+    views: str = "all"  # "tool": MMAction2 1.x's clip_feature_extraction.py default view reduction
     cfg_options: Mapping[str, Any] = field(default_factory=dict)
     fuse_conv_bn: bool = True
     device: str | None = None
@@ -85,7 +84,7 @@ class RunOptions:
 
     def check(self) -> None:
         """Refuse values no run can take, in one line each, before any file is read or model loaded."""
-        choices = {"per": (self.per, PER), "decode_order": (self.decode_order, DECODE_ORDERS),
+        choices = {"per": (self.per, PER), "views": (self.views, VIEWS), "decode_order": (self.decode_order, DECODE_ORDERS),
                    "launcher": (self.launcher, ("none", *LAUNCHER_ENV)),
                    "precision": (self.precision, (None, *PRECISIONS)),
                    "decoder": (self.decoder, (None, *DECODERS.names())),
@@ -130,19 +129,21 @@ def listed_videos(options: RunOptions) -> list[VideoItem]:
     raise UserError("give --video-list, or --video-root alone to take every video file under it")
 
 
-def prepared_config(options: RunOptions) -> tuple[Config, Pipeline, Any]:
-    """The config (``--cfg-options``, dense sampling and the raw-frame rule applied), its test pipeline as the
-    workers run it, and the normalisation the device applies (a final ``Normalize``, or a ``GPUNormalize``
-    module hook), if any."""
-    cfg = load_config(options.config, options.cfg_options)
+def prepared_config(options: RunOptions) -> tuple[ExtractionConfig, Pipeline, Any]:
+    """The config as read (``--cfg-options``, the raw-frame rule, ``--views`` and dense sampling applied), its
+    test pipeline as the workers run it, and the normalisation the device applies (a final ``Normalize`` step,
+    or the config's own device-side one: a ``GPUNormalize`` module hook, a 1.x data preprocessor), if any."""
+    config = read_config(options.config, options.cfg_options)
+    if options.views == "tool":
+        config = use_tool_views(config)
     if options.dense_stride is not None:
-        use_dense_sampling(cfg, options.dense_stride)
-    pipeline, normalize = split_normalize(build_pipeline(cfg.data.test.pipeline, decoder=options.decoder,
-                                                          decode_order=options.decode_order))
-    hooked = GPUNormalize.from_module_hooks(cfg.get("module_hooks"))
-    if hooked is not None and (normalize is not None or pipeline.find("normalize")):
-        raise UserError("the config normalises twice (a Normalize step and a GPUNormalize module hook): keep one")
-    return cfg, pipeline, normalize or hooked
+        config = use_dense_sampling(config, options.dense_stride)
+    pipeline, normalize = split_normalize(build_pipeline(config.pipeline, transforms=config.transforms,
+                                                          decoder=options.decoder, decode_order=options.decode_order))
+    if config.normalize is not None and (normalize is not None or pipeline.find("normalize")):
+        raise UserError(f"the config normalises twice (a Normalize step and its {type(config.normalize).__name__}): "
+                        "keep one")
+    return config, pipeline, normalize or config.normalize
 
 
 @dataclass
@@ -154,7 +155,7 @@ class Extraction:
     """
 
     options: RunOptions
-    cfg: Config
+    config: ExtractionConfig
     pipeline: Pipeline
     extractor: FeatureExtractor
     checkpoint_file: Path
@@ -164,22 +165,24 @@ class Extraction:
     timings: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def prepare(cls, options: RunOptions, prepared: tuple[Config, Pipeline, Any] | None = None) -> Extraction:
+    def prepare(cls, options: RunOptions, prepared: tuple[ExtractionConfig, Pipeline, Any] | None = None
+                ) -> Extraction:
         """Load the model on its device (joining the process group first when a launcher started this one)."""
-        cfg, pipeline, normalize = prepared or prepared_config(options)
+        config, pipeline, normalize = prepared or prepared_config(options)
         device, info = select_device(options.device), DistInfo()
         if options.launcher != "none":
-            info, device = init_distributed(options.launcher, device, cfg.get("dist_params", {}).get("backend"))
-        precision = resolve_precision(options.precision, cfg, device)
-        torch.backends.cudnn.benchmark = bool(cfg.get("cudnn_benchmark", False))
+            info, device = init_distributed(options.launcher, device, config.dist_backend)
+        precision = resolve_precision(options.precision, config.fp16, device)
+        torch.backends.cudnn.benchmark = config.cudnn_benchmark
         if device.type == "cpu" and options.keep_freed_memory:
             keep_freed_memory()
-        model, checkpoint_file = prepare_model(cfg, options.checkpoint, device, fuse=options.fuse_conv_bn,
+        model, checkpoint_file = prepare_model(config.model, options.checkpoint, device, fuse=options.fuse_conv_bn,
                                                precision=precision)
-        settings = LoaderSettings.from_config(cfg)
+        settings = config.loader
         workers = decode_workers(options.workers, settings.workers_per_gpu, device)
         extractor = FeatureExtractor(model, device, precision, normalize, per=options.per)
-        return cls(options, cfg, pipeline, extractor, checkpoint_file, workers, max(1, settings.videos_per_gpu), info)
+        return cls(options, config, pipeline, extractor, checkpoint_file, workers, max(1, settings.videos_per_gpu),
+                   info)
 
     @property
     def decoder(self) -> str:
@@ -201,16 +204,17 @@ class Extraction:
     def fingerprint(self, folder_output: bool) -> dict[str, Any]:
         """What decides the vectors (the partial store and the meta sidecar record it; a rerun compares it)."""
         o = self.options
-        return fingerprint(self.cfg.model.to_dict(), self.cfg.data.test.pipeline, file_sha256(self.checkpoint_file),
+        return fingerprint(self.config.marks(), file_sha256(self.checkpoint_file),
                            precision=self.extractor.precision, fuse_conv_bn=o.fuse_conv_bn, decoder=self.decoder,
                            decode_order=o.decode_order, video_root=os.path.abspath(o.video_root), per=o.per,
                            folder_output=folder_output)
 
     def describe(self) -> str:
         """The start line's account of the model and where it runs."""
-        rule = ", a raw-frame config read from videos (featx's rule)" if reads_raw_frames(self.cfg) else ""
-        views = describe_views(self.pipeline)
-        return (f"config {self.options.config} ({', '.join(filter(None, [self.cfg.model.type, views]))}{rule}); "
+        c = self.config
+        rule = "a raw-frame config read from videos (featx's rule)" if c.raw_frames else ""
+        about = [f"MMAction2 {c.dialect}", c.model.get("type"), describe_views(self.pipeline), rule, *c.notes]
+        return (f"config {self.options.config} ({', '.join(filter(None, about))}); "
                 f"checkpoint {self.checkpoint_file}; {self.extractor.device} ({self.extractor.precision}), "
                 f"{count(self.info.world_size, 'process', 'processes')}, {count(self.workers, 'decoding worker')}"
                 f"{' each' if self.info.world_size > 1 else ''}")
@@ -234,7 +238,8 @@ class Extraction:
             "decode_order": o.decode_order,
             "fuse_conv_bn": o.fuse_conv_bn,
             "video_root": os.path.abspath(o.video_root),
-            "config": self.cfg.pretty_text,
+            "config_dialect": self.config.dialect,
+            "config": self.config.text,
             "fingerprint": marks,
         }
 
