@@ -12,7 +12,8 @@ vectors from the baseline's; then one JSON line with everything.
 Variants: ``baseline`` does what the reference loop does (torch DataLoader with workers_per_gpu
 workers, one video per batch, float32 normalisation on the host, NCHW, no BatchNorm folding,
 frames requested in the sampler's order); ``default`` is featx as a user runs it; ``bf16`` is the
-default with ``--precision bf16``; ``sorted`` the default with ``--decode-order sorted``; ``1worker``
+default with ``--precision bf16``; ``sorted`` the default with ``--decode-order sorted``; ``torchcodec`` the default with
+``--decoder torchcodec`` (its decode seconds against the default's are decord against torchcodec); ``1worker``
 the default with one decoding process; ``glibc-malloc`` the default with glibc's allocator left as it
 is (the CLI makes it keep freed memory on a CPU). The baseline runs first, then ``glibc-malloc``.
 """
@@ -193,6 +194,7 @@ def main() -> None:
             "1worker": replace(base, workers=1),
             "bf16": replace(base, precision="bf16"),
             "sorted": replace(base, decode_order="sorted"),
+            "torchcodec": replace(base, decoder="torchcodec"),
             "glibc-malloc": replace(base, keep_freed_memory=False),
         }
         first = {"baseline": 0, "glibc-malloc": 1}  # the reference, then the rest of glibc's default allocator

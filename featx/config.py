@@ -182,9 +182,10 @@ def _clear_pretrained(node: Any) -> None:
             _clear_pretrained(value)
 
 
-def use_dense_sampling(config: ExtractionConfig, stride: str) -> ExtractionConfig:
+def use_dense_sampling(config: ExtractionConfig, stride: str, window: int = 1) -> ExtractionConfig:
     """``--dense-stride``: the test pipeline's ``SampleFrames`` becomes a ``StrideSampleFrames`` with the
-    same clip length, frame interval and out-of-bound rule, one clip every ``16`` frames or ``0.5s``."""
+    same clip length, frame interval and out-of-bound rule, one clip every ``16`` frames or ``0.5s``; for a
+    backbone that mixes groups of ``window`` views (its ``view_group``), one window of that many segments."""
     text = stride.strip().lower()
     try:
         option = {"stride_seconds": float(text[:-1])} if text.endswith("s") else {"stride": int(text)}
@@ -199,7 +200,7 @@ def use_dense_sampling(config: ExtractionConfig, stride: str) -> ExtractionConfi
     old = pipeline[at[0]]
     pipeline[at[0]] = dict(type="StrideSampleFrames", clip_len=old.get("clip_len"),
                            frame_interval=old.get("frame_interval", 1),
-                           out_of_bound_opt=old.get("out_of_bound_opt", "loop"), **option)
+                           out_of_bound_opt=old.get("out_of_bound_opt", "loop"), window=window, **option)
     return config.with_pipeline(pipeline)
 
 

@@ -34,6 +34,7 @@ from featx.errors import UserError
 from featx.extraction import (PER, PRECISIONS, FeatureExtractor, Progress, batched, decode_workers, extract,
                               prepare_model, resolve_precision, select_device)
 from featx.hostmem import keep_freed_memory
+from featx.models import view_group
 from featx.output import OutputFormat, open_output, sidecar, write_error_report, write_meta
 from featx.registry import DECODERS, FORMATS
 from featx.reuse import Earlier, earlier_output
@@ -136,8 +137,8 @@ def prepared_config(options: RunOptions) -> tuple[ExtractionConfig, Pipeline, An
     config = read_config(options.config, options.cfg_options)
     if options.views == "tool":
         config = use_tool_views(config)
-    if options.dense_stride is not None:
-        config = use_dense_sampling(config, options.dense_stride)
+    if options.dense_stride is not None:  # a backbone that mixes views gets windows of whole groups
+        config = use_dense_sampling(config, options.dense_stride, view_group(config.model))
     pipeline, normalize = split_normalize(build_pipeline(config.pipeline, transforms=config.transforms,
                                                           decoder=options.decoder, decode_order=options.decode_order))
     if config.normalize is not None and (normalize is not None or pipeline.find("normalize")):
@@ -180,6 +181,11 @@ class Extraction:
                                                precision=precision)
         settings = config.loader
         workers = decode_workers(options.workers, settings.workers_per_gpu, device)
+        in_process = [step.backend for step in pipeline.find("open") if not DECODERS.get(step.backend).forks]
+        if workers and in_process:
+            log.info("decoding in this process, not in %s: %s decodes with CUDA, which a forked worker cannot "
+                     "use", count(workers, "worker"), in_process[0])
+            workers = 0
         extractor = FeatureExtractor(model, device, precision, normalize, per=options.per)
         return cls(options, config, pipeline, extractor, checkpoint_file, workers, max(1, settings.videos_per_gpu),
                    info)
