@@ -7,6 +7,7 @@ import json
 import math
 import os
 import pickle
+import re
 import subprocess
 import sys
 import zlib
@@ -73,15 +74,31 @@ def golden_dir(case: str) -> Path:
     return GOLDEN_1X if (GOLDEN_1X / f"{case}.layout.json").exists() else GOLDEN
 
 
+def case_weight_scale(case: str) -> dict[str, float]:
+    """A golden case's ``weight_scale`` (regex -> factor; the fixtures README's "Scaled weights"), or none."""
+    options_file = golden_dir(case) / f"{case}.options.json"
+    return json.loads(options_file.read_text()).get("weight_scale", {}) if options_file.exists() else {}
+
+
+def scaled(key: str, tensor: torch.Tensor, weight_scale: dict[str, float]) -> torch.Tensor:
+    """``tensor`` times every factor whose regex matches ``key`` (``re.search``), in float32, in order."""
+    for pattern, factor in weight_scale.items():
+        if re.search(pattern, key):
+            tensor = tensor * torch.tensor(factor, dtype=torch.float32)
+    return tensor
+
+
 def write_golden_checkpoint(case: str, path: Path, seed: int = 0) -> Path:
-    """The checkpoint a golden case was made with, by the fixtures' rule; a non-float tensor other than
-    ``num_batches_tracked`` (an index table) is the model's own, from ``<case>.int_tensors.npz``."""
+    """The checkpoint a golden case was made with, by the fixtures' rule (its ``weight_scale`` applied); a
+    non-float tensor other than ``num_batches_tracked`` (an index table) is the model's own, from
+    ``<case>.int_tensors.npz``."""
     folder = golden_dir(case)
     layout = json.loads((folder / f"{case}.layout.json").read_text())
     ints = folder / f"{case}.int_tensors.npz"
     own = dict(np.load(ints)) if ints.exists() else {}
-    state = OrderedDict((key, torch.from_numpy(own[key]) if key in own else golden_tensor(seed, key, shape, dtype))
-                        for key, shape, dtype in layout)
+    scale = case_weight_scale(case)
+    state = OrderedDict((key, torch.from_numpy(own[key]) if key in own
+                         else scaled(key, golden_tensor(seed, key, shape, dtype), scale)) for key, shape, dtype in layout)
     torch.save({"meta": {"seed": seed}, "state_dict": state}, path)
     return path
 

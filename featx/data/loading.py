@@ -1,7 +1,8 @@
 """The steps that open a video and decode its sampled frames, under MMAction2's names for each backend.
 
 ``DecordInit`` / ``PyAVInit`` / ``OpenCVInit`` open ``results['filename']`` with their backend
-(``backend=`` overrides it: ``--decoder``) and set ``video_reader``, ``total_frames``, ``avg_fps``;
+(``backend=`` overrides it: ``--decoder``) and set ``video_reader``, ``total_frames``, ``avg_fps``
+(with ``fps=`` (``--fps``) those of the video on that time grid: :mod:`featx.data.grid`);
 ``DecordDecode`` / ``PyAVDecode`` / ``OpenCVDecode`` decode ``results['frame_inds']`` in exactly that
 order into ``results['imgs']`` (N, H, W, 3) uint8 RGB. The reference reads the file into memory
 through mmcv's FileClient first; opening by path gives the same frames. Only ``io_backend='disk'``
@@ -11,8 +12,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
+
 from featx.data.decoders import open_video
-from featx.errors import UserError
+from featx.data.grid import presentation_times, time_grid
+from featx.errors import UserError, VideoError
 from featx.registry import DECODERS, TRANSFORMS
 
 MODES = ("accurate", "efficient")
@@ -25,20 +29,31 @@ class VideoInit:
     default_backend: ClassVar[str]
 
     def __init__(self, io_backend: str = "disk", num_threads: int = 1, backend: str | None = None,
-                 **kwargs: Any) -> None:
+                 fps: float | None = None, **kwargs: Any) -> None:
         if io_backend != "disk":
             raise UserError(f"{type(self).__name__}: io_backend={io_backend!r} is not supported (only 'disk')")
         self.backend = backend or self.default_backend
         if self.backend not in DECODERS:
             raise UserError(f"unknown decoder {self.backend!r} (known: {', '.join(DECODERS.names())})")
         DECODERS.get(self.backend).library()  # a missing library is one line now, not a failure per video
+        if fps is not None and not fps > 0:
+            raise UserError(f"--fps {fps:g}: must be more than 0 frames per second")
         self.num_threads = num_threads
+        self.fps = fps
 
     def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
         reader = open_video(self.backend, results["filename"], num_threads=self.num_threads)
         results["video_reader"] = reader
         results["total_frames"] = len(reader)
         results["avg_fps"] = reader.avg_fps
+        if self.fps is not None:
+            times = presentation_times(results["filename"])
+            if len(times) != len(reader):
+                raise VideoError(f"{results['filename']}: its container stamps {len(times)} frames but "
+                                 f"{self.backend} decodes {len(reader)}: --fps needs them to agree (try --decoder pyav)")
+            results["grid_frames"] = time_grid(times, self.fps)
+            results["total_frames"] = len(results["grid_frames"])
+            results["avg_fps"] = self.fps
         return results
 
 
@@ -58,7 +73,18 @@ class VideoDecode:
 
     def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
         reader = results.pop("video_reader")
-        imgs = reader.get_frames(results["frame_inds"], accurate=self.accurate, in_order=self.in_order)
+        inds = np.asarray(results["frame_inds"], dtype=np.int64)
+        total = results["total_frames"]
+        shown = (inds >= 0) & (inds < total)  # a padded window's frames outside the video are not
+        wanted = np.clip(inds, 0, total - 1)
+        if "grid_frames" in results:
+            wanted = results["grid_frames"][wanted]
+        imgs = reader.get_frames(wanted, accurate=self.accurate, in_order=self.in_order)
+        if not shown.all():
+            if results.get("pad") == "zero":
+                imgs[~shown] = 0
+            elif results.get("pad") != "repeat":
+                raise VideoError(f"{results['filename']}: frame index out of range for its {total} frames")
         results["imgs"] = imgs
         results["original_shape"] = imgs.shape[1:3]
         results["img_shape"] = imgs.shape[1:3]
