@@ -11,10 +11,12 @@ import textwrap
 from typing import Any, Sequence
 
 import torch.distributed as dist
+from mmengine.config import DictAction
 
 from featx import __version__
 from featx.distributed import DistInfo, launcher_info
 from featx.errors import UserError
+from featx.layers import format_table, layer_table
 from featx.merge import merge
 from featx.model_index import find_model, models, resolve_model, table
 from featx.options import RunOptions, add_arguments, options_given
@@ -27,7 +29,8 @@ log = logging.getLogger("featx")
 COMMANDS = """\
   featx CONFIG [CHECKPOINT] --out OUT ...  extract the features (the options below)
   featx models [WORD ...]                  list the models featx knows by name
-  featx merge --out OUT SHARD ...          join the outputs of a run's shards"""
+  featx merge --out OUT SHARD ...          join the outputs of a run's shards
+  featx layers CONFIG                      list the modules --layer can name, with their output shapes"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,6 +124,28 @@ def merge_command(argv: Sequence[str]) -> int:
         return _usage_error(exc, args.debug)
 
 
+def layers_command(argv: Sequence[str]) -> int:
+    """``featx layers CONFIG [--cfg-options ...]``"""
+    p = argparse.ArgumentParser(prog="featx layers", description="The modules of CONFIG's model that --layer can "
+                                "name, with their output shapes for one view group of its test pipeline.")
+    p.add_argument("config", help="MMAction2-style Python config file")
+    p.add_argument("--cfg-options", nargs="+", action=DictAction, default={}, help="override config values")
+    p.add_argument("--no-fuse-conv-bn", dest="fuse_conv_bn", action="store_false",
+                   help="the modules of the model as a run with --no-fuse-conv-bn builds it")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = p.parse_args(argv)
+    setup_logging(args.debug)
+    try:
+        rows = layer_table(RunOptions(args.config, "", cfg_options=args.cfg_options, fuse_conv_bn=args.fuse_conv_bn))
+    except UserError as exc:
+        return _usage_error(exc, args.debug)
+    print(format_table([("module", "output shape (views of one group first)"), *rows]))
+    return EXIT_OK
+
+
+SUBCOMMANDS = {"models": list_models, "merge": merge_command, "layers": layers_command}
+
+
 def _usage_error(exc: UserError, debug: bool) -> int:
     """One ``featx: error:`` line (and the traceback with --debug); the exit status of bad input."""
     if debug:
@@ -135,10 +160,10 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["models"] or "--list-models" in argv:
-        return list_models(argv[1:] if argv[:1] == ["models"] else [])
-    if argv[:1] == ["merge"]:
-        return merge_command(argv[1:])
+    if argv[:1] and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]](argv[1:])
+    if "--list-models" in argv:
+        return list_models([])
     args = build_parser().parse_args(argv)
     setup_logging(args.debug)
     # Slurm pre-emption and kill stop the run like Ctrl-C; once it has returned, during the interpreter's

@@ -105,6 +105,8 @@ BAD_INPUTS = {
     "cfg-options typo": (lambda a, t, c: {**a, "--cfg-options": "dta.videos_per_gpu=2"}, "dta"),
     "unknown transform": (lambda a, t, c: {**a, "--cfg-options": "data.test.pipeline.3.type=Rezise"}, "Rezise"),
     "bad config value": (lambda a, t, c: {**a, "--cfg-options": "model.backbone.depth=51"}, "depth"),
+    "checkpoint covering part of the model": (lambda a, t, c: {**a, "--cfg-options": "model.backbone.depth=101"},
+                                              "lacks 255 of the model's"),
     "output folder not creatable": (lambda a, t, c: {**a, "--out": str(_a_file(t) / "feats.pkl")}, "cannot create"),
     "unknown decoder": (lambda a, t, c: {**a, "--decoder": "ffmpeg"}, "invalid choice"),
     "zero timeout": (lambda a, t, c: {**a, "--video-timeout": "0"}, "--video-timeout"),
