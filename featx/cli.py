@@ -8,7 +8,7 @@ import shutil
 import signal
 import sys
 import textwrap
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch.distributed as dist
 from mmengine.config import DictAction
@@ -22,6 +22,7 @@ from featx.model_index import find_model, models, resolve_model, table
 from featx.options import RunOptions, add_arguments, options_given
 from featx.registry import FORMATS
 from featx.runner import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_VIDEOS_FAILED, run
+from featx.show import MAPS, show
 
 log = logging.getLogger("featx")
 
@@ -30,6 +31,7 @@ COMMANDS = """\
   featx CONFIG [CHECKPOINT] --out OUT ...  extract the features (the options below)
   featx models [WORD ...]                  list the models featx knows by name
   featx merge --out OUT SHARD ...          join the outputs of a run's shards
+  featx show OUT [--png map.png]           summarise an output and draw a map of its videos
   featx layers CONFIG                      list the modules --layer can name, with their output shapes"""
 
 
@@ -116,10 +118,44 @@ def merge_parser() -> argparse.ArgumentParser:
 
 def merge_command(argv: Sequence[str]) -> int:
     """``featx merge --out OUT SHARD ...``"""
-    args = merge_parser().parse_args(argv)
+    return _subcommand(merge_parser(), argv, lambda args: merge(args.shards, args.out, args.out_format,
+                                                                args.video_list))
+
+
+def show_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="featx show",
+        description="What a featx output holds: count, dimension, norms, constant and non-finite vectors, the "
+                    "closest pairs; with --png, a 2-D map of the videos coloured by their first folder and, for a "
+                    "--per-clip output, per video the cosine similarity of consecutive clips over time.",
+        epilog="Exit status: 0 shown; 2 bad input (no featx output, a missing optional library).")
+    p.add_argument("out", metavar="OUT", help="a featx output (any format)")
+    p.add_argument("--png", help="write the picture to this .png file (needs matplotlib: pip install 'featx[show]')")
+    p.add_argument("--size", default="1200x800", help="the picture's WIDTHxHEIGHT in pixels (default: %(default)s)")
+    p.add_argument("--map", default="pca", choices=sorted(MAPS),
+                   help="how the videos are laid out in 2-D (default: %(default)s; umap needs umap-learn, tsne "
+                        "scikit-learn)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def show_command(argv: Sequence[str]) -> int:
+    """``featx show OUT [--png map.png]``: the summary on stdout."""
+
+    def shown(args: argparse.Namespace) -> int:
+        print("\n".join(show(args.out, args.png, args.size, args.map)))
+        return EXIT_OK
+
+    return _subcommand(show_parser(), argv, shown)
+
+
+def _subcommand(parser: argparse.ArgumentParser, argv: Sequence[str],
+                action: Callable[[argparse.Namespace], int]) -> int:
+    """A subcommand's arguments parsed, logging set up, ``action`` run; bad input is one line, exit 2."""
+    args = parser.parse_args(argv)
     setup_logging(args.debug)
     try:
-        return merge(args.shards, args.out, args.out_format, args.video_list)
+        return action(args)
     except UserError as exc:
         return _usage_error(exc, args.debug)
 
@@ -143,7 +179,7 @@ def layers_command(argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
-SUBCOMMANDS = {"models": list_models, "merge": merge_command, "layers": layers_command}
+SUBCOMMANDS = {"models": list_models, "merge": merge_command, "show": show_command, "layers": layers_command}
 
 
 def _usage_error(exc: UserError, debug: bool) -> int:

@@ -73,8 +73,8 @@ class RunOptions:
                              help="checkpoint file or http(s):// URL (cached in torch's hub folder); a model name "
                                   "has its own")
     out: str | None = option(None, flags=("--out",), argparse={"required": True},
-                             help="output: .pkl/.pickle (dict of float32 arrays), .json, .npz, .h5, or a folder "
-                                  "(ending in /) of .npy files; OUT.meta.json says how it was made")
+                             help="output: .pkl/.pickle (dict of float32 arrays), .json, .npz, .h5, .parquet, or a "
+                                  "folder (ending in /) of .npy files; OUT.meta.json says how it was made")
     video_list: str | None = option(None, flags=("--video-list",),
                                     help="text file, one video path per line (relative to --video-root, or "
                                          "absolute); without it, every video file under --video-root, sorted")

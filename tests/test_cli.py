@@ -68,6 +68,7 @@ def test_help_lists_the_seed_arguments():
 def test_help_lists_the_commands():
     text = build_parser().format_help()
     assert "featx models [WORD ...]" in text and "featx merge --out OUT SHARD ..." in text
+    assert "featx show OUT [--png map.png]" in text
 
 
 def test_the_parser_and_the_checks_come_from_the_option_fields():
