@@ -6,6 +6,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,10 @@ import featx
 from helpers import CASE_CONFIGS, GOLDEN, ROOT, VIDEOS, error_line, featx_exits, golden_features, rel_error, write_list
 from featx.config import load_config
 from featx.data import VideoDataset, VideoItem, build_pipeline
-from featx.output import safe_names
+from featx.errors import UserError
+from featx.outputs import Row, open_output, safe_names, write_meta
+from featx.registry import FORMATS
+from featx.show import show
 
 TSN = CASE_CONFIGS["tsn_clip"]
 SLOWONLY = CASE_CONFIGS["slowonly_clip"]
@@ -83,34 +87,43 @@ def tree(tmp_path):
     return root, write_list(tmp_path / "list.txt", keys), keys
 
 
-FORMATS = {  # --out name and flags -> how to check the file a script written for it would read
-    "json": ("feats.json", []),
-    "npz": ("feats.npz", []),
-    "h5": ("feats.h5", []),
-    "dir": ("feats/", []),
-    "list-pkl": ("list.pkl", ["--out-format", "list"]),
-    "list-json": ("list.json", ["--out-format", "list"]),
-}
+def out_names(fmt: str) -> list[str]:
+    """Every kind of ``--out`` name the format ``fmt`` is written as: a folder's name ending in /, or a file
+    name with each suffix it is chosen by (a format chosen by --out-format only: each suffix it accepts)."""
+    cls = FORMATS.get(fmt)
+    if cls.folder:
+        return ["feats/"]
+    suffixes = cls.suffixes or [s for other in FORMATS.names() for s in FORMATS.get(other).suffixes]
+    names = []
+    for suffix in suffixes:
+        try:
+            cls.check_path(Path("feats" + suffix))
+        except UserError:
+            continue
+        names.append("feats" + suffix)
+    return names
 
 
 def test_every_format_round_trips_through_load(golden_checkpoint, tree, tmp_path):
+    """The real CLI, with every registered format, as named by its first --out name."""
     root, video_list, keys = tree
     common = [TSN, golden_checkpoint("tsn_clip"), "--video-list", video_list, "--video-root", root, *FAST]
     featx_exits(*common, "--out", tmp_path / "feats.pkl")
     with open(tmp_path / "feats.pkl", "rb") as f:
         reference = pickle.load(f)
     assert list(reference) == keys
-    for fmt, (name, flags) in FORMATS.items():
-        out = f"{tmp_path / fmt}/{name}"  # a string: "feats/" keeps its slash
-        featx_exits(*common, "--out", out, *flags)
+    for fmt in FORMATS.names():
+        out = f"{tmp_path / fmt}/{out_names(fmt)[0]}"  # a string: "feats/" keeps its slash
+        featx_exits(*common, "--out", out, "--out-format", fmt)
         features, meta = featx.load(out)
         assert list(features) == keys, fmt
         for key in keys:
             assert features[key].dtype == np.float32 and np.array_equal(features[key], reference[key]), (fmt, key)
-        assert list(meta["videos"]) == keys and meta["format"] == fmt.split("-")[0]
+        assert list(meta["videos"]) == keys and meta["format"] == fmt
     # What a script written for each format reads without featx:
-    rows = pickle.loads((tmp_path / "list-pkl" / "list.pkl").read_bytes())
-    assert isinstance(rows, list) and all(np.array_equal(r, reference[k]) for r, k in zip(rows, keys))
+    assert out_names("list")[0] == "feats.json"  # MMAction2's list as JSON (its pickle: test_list_format_keeps_...)
+    rows = json.loads((tmp_path / "list" / "feats.json").read_text())
+    assert isinstance(rows, list) and all(np.array_equal(np.float32(r), reference[k]) for r, k in zip(rows, keys))
     with np.load(tmp_path / "npz" / "feats.npz") as npz:
         assert np.array_equal(npz[f"sub/{SHORT}"], reference[f"sub/{SHORT}"])
     assert np.array_equal(np.load(tmp_path / "dir" / "feats" / "sub" / f"{SHORT}.npy"), reference[f"sub/{SHORT}"])
@@ -199,26 +212,34 @@ def test_safe_names_are_relative_and_unique():
 
 
 AWKWARD_KEYS = ["file", "allow_pickle", "a", "a/b.mp4", "a/b.mp4/c.mp4", "__featx_index__",
-                "__featx_index__/d.mp4", "x", "x.npy", "e", "e.npy/f.mp4"]
+                "__featx_index__/d.mp4", "x", "x.npy", "e", "e.npy/f.mp4", "/abs/g.mp4", "../h i.mp4", "ünï.mp4"]
+FAILED = "a/b.mp4"  # listed, but written by no format: its position stays empty
 
 
-@pytest.mark.parametrize("fmt, name", [("npz", "feats.npz"), ("h5", "feats.h5"), ("pkl", "feats.pkl"),
-                                       ("json", "f.json"), ("dir", "feats")])
-def test_awkward_keys_round_trip(fmt, name, tmp_path):
-    """Keys that are np.savez's own argument names, that are both a video and a folder of others
-    (a, a/b.mp4; e.npy for the dir format), or that end in .npy beside the same name without it."""
+@pytest.mark.parametrize("shape", [(4,), (3, 4), (2, 3, 4)], ids=["per-video", "per-clip", "per-view"])
+@pytest.mark.parametrize("fmt, name", [(fmt, name) for fmt in FORMATS.names() for name in out_names(fmt)])
+def test_every_format_round_trips_awkward_keys(fmt, name, shape, tmp_path):
+    """The contract of every registered format, as a run uses it: chosen for its --out name (or by name), given
+    the listed keys, each array added as it comes (a format that streams stores it there), the whole written in
+    list order less a failed video, the meta sidecar written as a run writes it; featx.load gives back every
+    written key, in list order, with its float32 array. The keys are np.savez's own argument names, keys that are
+    both a video and a folder of others (a, a/b.mp4; e.npy for a folder), a key ending in .npy beside the same
+    name without it, an absolute path, a ``..`` path, spaces and non-ASCII."""
     rng = np.random.default_rng(0)
-    features = {key: rng.standard_normal(4).astype(np.float32) for key in AWKWARD_KEYS}
-    output = featx.output.FORMATS.get(fmt)(tmp_path / name, AWKWARD_KEYS)
+    features = {key: rng.standard_normal(shape).astype(np.float32) for key in AWKWARD_KEYS if key != FAILED}
+    chosen_by_name = not (FORMATS.get(fmt).suffixes or FORMATS.get(fmt).folder)
+    output = open_output(f"{tmp_path}/{name}", fmt if chosen_by_name else None, AWKWARD_KEYS)
+    assert type(output) is FORMATS.get(fmt)
     for key, array in features.items() if output.streams else ():
         output.add(key, array)
-    output.write(features)
-    if output.streams:  # where each file went, as the run's meta sidecar records it
-        featx.output.write_json(featx.output.meta_path(output.path),
-                                {"format": fmt, "videos": {key: output.entry(key) for key in AWKWARD_KEYS}})
-    loaded, _ = featx.load(tmp_path / name)
-    assert list(loaded) == AWKWARD_KEYS
-    assert all(np.array_equal(loaded[k], v) for k, v in features.items())
+    output.write(Row(key, None if output.streams else array, {"clips": [[0.5 * i, 0.5 * i + 1] for i in range(3)]})
+                 for key, array in features.items())
+    write_meta(output.path, {"format": fmt}, ((key, output.entry(key)) for key in features),
+               [(FAILED, "no video")])
+    loaded, meta = featx.load(tmp_path / name)
+    assert list(loaded) == list(features) and list(meta["videos"]) == list(features)
+    for key, array in features.items():
+        assert loaded[key].dtype == np.float32 and np.array_equal(loaded[key], array), key
 
 
 def test_tree_names_keep_leaves_and_folders_apart():
@@ -264,8 +285,137 @@ def test_bad_folder_input_is_one_line_and_exit_2(setup, words, golden_checkpoint
 
 def test_outputs_get_the_mode_the_umask_gives(tmp_path):
     """As an ordinary open() would make them (mkstemp alone would give 0600), and the umask is left as it was."""
-    code = ("import os, sys\nfrom pathlib import Path\nfrom featx.output import atomic_write\n"
+    code = ("import os, sys\nfrom pathlib import Path\nfrom featx.outputs import atomic_write\n"
             "os.umask(0o027)\natomic_write(Path(sys.argv[1]), lambda f: f.write(b'x'))\nprint(oct(os.umask(0)))\n")
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out.pkl")], check=True, capture_output=True, text=True)
     assert proc.stdout.strip() == "0o27"
     assert (tmp_path / "out.pkl").stat().st_mode & 0o777 == 0o640
+
+
+def test_parquet_is_one_row_per_video_for_pyarrow_pandas_and_merge(golden_checkpoint, tmp_path):
+    """--per-clip into .parquet: one row per video with its clip rows (float32) and their seconds, read back by
+    pyarrow and pandas; two shards in Parquet merged into one, and into a pickle, equal one whole run."""
+    import pandas
+    import pyarrow
+    import pyarrow.parquet as pq
+
+    from featx.merge import merge
+    from featx.runner import RunOptions, run as run_featx_in_process
+
+    names = [SHORT, "mpeg4_320x240_25fps.avi", "h264_portrait_240x320.mp4"]
+    run = dict(video_list=str(write_list(tmp_path / "list.txt", names)), video_root=str(VIDEOS), per="clip",
+               cfg_options={"data.test.pipeline.1.num_clips": 3}, device="cpu", workers=1)
+    whole = featx.extract(TSN, str(golden_checkpoint("tsn_clip")), out=str(tmp_path / "whole.parquet"), **run)
+    meta = featx.load(tmp_path / "whole.parquet").meta
+
+    table = pq.read_table(tmp_path / "whole.parquet")
+    assert table.column_names == ["video", "feature", "clip_start", "clip_end"] and table.num_rows == 3
+    clips = table.schema.field("feature").type  # a list of clip rows, each a fixed-size list of float32
+    assert pyarrow.types.is_list(clips) and pyarrow.types.is_fixed_size_list(clips.value_type)
+    assert clips.value_type.list_size == 2048 and clips.value_type.value_type == pyarrow.float32()
+    frame = pandas.read_parquet(tmp_path / "whole.parquet")
+    assert frame["video"].tolist() == names
+    for name, row in zip(names, frame.itertuples()):
+        assert np.array_equal(np.stack(row.feature), whole.features[name])  # (3, 2048), float32 as written
+        np.testing.assert_array_equal(np.stack([row.clip_start, row.clip_end], 1), meta["videos"][name]["clips"])
+
+    for k in (0, 1):
+        options = RunOptions(TSN, str(golden_checkpoint("tsn_clip")), out=str(tmp_path / "feats.parquet"),
+                             shard=f"{k}/2", **run)
+        assert run_featx_in_process(options) == 0
+    shards = [str(tmp_path / f"feats.shard-000{k}-of-0002.parquet") for k in (0, 1)]
+    for merged in ("merged.parquet", "merged.pkl"):
+        assert merge(shards, str(tmp_path / merged)) == 0
+        features = featx.load(tmp_path / merged).features
+        assert list(features) == names and all(np.array_equal(features[n], whole.features[n]) for n in names)
+    assert pq.ParquetFile(tmp_path / "merged.parquet").metadata.num_rows == 3
+
+
+
+def test_parquet_row_groups_hold_what_fits_and_read_back_in_order(monkeypatch, tmp_path):
+    """Rows go out in groups of about GROUP_BYTES of vectors as they come; the groups read back as one list."""
+    import pyarrow.parquet as pq
+
+    from featx.outputs import parquet
+
+    monkeypatch.setattr(parquet, "GROUP_BYTES", 3 * 64 * 4)  # three 64-d float32 vectors a group
+    features = {f"v{i}.mp4": np.random.default_rng(i).standard_normal(64).astype(np.float32) for i in range(7)}
+    output = open_output(tmp_path / "feats.parquet", None, list(features))
+    output.write(Row(key, array, {}) for key, array in features.items())
+    groups = pq.ParquetFile(tmp_path / "feats.parquet").metadata
+    assert [groups.row_group(g).num_rows for g in range(groups.num_row_groups)] == [3, 3, 1]
+    loaded = parquet.ParquetFormat.read(tmp_path / "feats.parquet", None)
+    assert list(loaded) == list(features) and all(np.array_equal(loaded[k], v) for k, v in features.items())
+
+def test_parquet_without_pyarrow_is_one_sentence_and_exit_2(golden_checkpoint, tmp_path):
+    """As a user without the extra meets it: the real CLI, pyarrow made unimportable; refused before any work."""
+    code = "import sys; sys.modules['pyarrow'] = None; from featx.cli import main; sys.exit(main(sys.argv[1:]))"
+    args = [TSN, golden_checkpoint("tsn_clip"), "--video-list", write_list(tmp_path / "list.txt", [SHORT]),
+            "--video-root", VIDEOS, "--out", tmp_path / "feats.parquet", *CPU]
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert error_line(proc) == "featx: error: the parquet format needs pyarrow: pip install 'featx[parquet]'"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["list.txt"]
+
+
+def _planted_output(tmp_path: Path, per_clip: bool) -> Path:
+    """An output of three class folders of four videos (clusters apart), written as a run writes it, with a
+    planted constant vector and a vector holding a NaN; per clip: 6 clips a video, their seconds in the meta."""
+    rng = np.random.default_rng(0)
+    centres = {folder: rng.standard_normal(32) * 4 for folder in ("walk", "run", "swim")}
+    shape = (6, 32) if per_clip else (32,)
+    features = {f"{folder}/v{i}.mp4": (centre + rng.standard_normal(shape)).astype(np.float32)
+                for folder, centre in centres.items() for i in range(4)}
+    features["swim/constant.mp4"] = np.full(shape, 0.5, np.float32)
+    features["run/broken.mp4"] = features["run/v0.mp4"].copy()
+    features["run/broken.mp4"].flat[5] = np.nan
+    output = open_output(tmp_path / "feats.pkl", None, list(features))
+    output.write(Row(key, array, {}) for key, array in features.items())
+    clips = [[2.0 * i, 2.0 * i + 1.5] for i in range(6)]
+    write_meta(output.path, {"format": "pkl", "per": "clip" if per_clip else "video"},
+               ((key, {"clips": clips}) for key in features), [])
+    return output.path
+
+
+@pytest.mark.parametrize("per_clip", [False, True], ids=["per-video", "per-clip"])
+def test_show_writes_the_picture_and_names_what_is_wrong(per_clip, tmp_path):
+    from matplotlib.image import imread
+
+    out = _planted_output(tmp_path, per_clip)
+    lines = show(str(out), str(tmp_path / "map.png"), "640x480")  # what `featx show` prints
+    assert lines[0] == f"{out}: 14 videos, 32-d, per {'clip (6 clips a video)' if per_clip else 'video'}"
+    assert "constant vectors (1): swim/constant.mp4" in lines[2] and "non-finite vectors (1): run/broken.mp4" in lines[3]
+    assert lines[1].startswith("norms: min ") and "nearest pairs, cosine similarity:" in lines
+    assert f"picture: {tmp_path / 'map.png'} (640x480; map: PCA" in lines[-1] and "of 13 videos" in lines[-1]
+    picture = imread(tmp_path / "map.png")
+    assert picture.shape[:2] == (480, 640)
+    colours = np.unique(picture.reshape(-1, picture.shape[-1]).round(2), axis=0)
+    assert len(colours) > 50 and (picture[..., :3] < 0.5).mean() > 0.005  # drawn on, not one flat colour
+
+
+@pytest.mark.parametrize("args, words", [
+    (["{tmp}/none.pkl"], "none.pkl: no such file or folder"),
+    (["{tmp}/garbage.pkl"], "garbage.pkl: cannot be read as a featx output"),
+    (["{out}", "--size", "9x9"], "--size 9x9: give WIDTHxHEIGHT in pixels"),
+    (["{out}", "--png", "{tmp}/map.jpg"], "--png {tmp}/map.jpg: name a .png file"),
+])
+def test_show_bad_input_is_one_line_and_exit_2(args, words, tmp_path):
+    out = _planted_output(tmp_path, per_clip=False)
+    (tmp_path / "garbage.pkl").write_bytes(b"not a pickle")
+    proc = featx_exits("show", *[a.format(tmp=tmp_path, out=out) for a in args], expect=2)
+    assert words.format(tmp=tmp_path) in error_line(proc) and not (tmp_path / "map.png").exists()
+
+
+@pytest.mark.parametrize("library, flags, sentence", [
+    ("matplotlib", [], "featx show --png needs matplotlib: pip install 'featx[show]'"),
+    ("umap", ["--map", "umap"], "the umap map needs umap-learn: pip install 'featx[umap]'"),
+    ("sklearn", ["--map", "tsne"], "the tsne map needs scikit-learn: pip install 'featx[tsne]'"),
+])
+def test_show_without_its_library_is_one_sentence_and_exit_2(library, flags, sentence, tmp_path):
+    """As a user without the extra meets it: the real CLI, the library made unimportable."""
+    out = _planted_output(tmp_path, per_clip=False)
+    code = f"import sys; sys.modules[{library!r}] = None; from featx.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.run([sys.executable, "-c", code, "show", str(out), "--png", str(tmp_path / "map.png"), *flags],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and error_line(proc) == f"featx: error: {sentence}"
+    assert not (tmp_path / "map.png").exists()
