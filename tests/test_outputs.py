@@ -13,7 +13,7 @@ import pytest
 
 import featx
 from helpers import CASE_CONFIGS, GOLDEN, ROOT, VIDEOS, error_line, featx_exits, golden_features, rel_error, write_list
-from featx.config import load_config
+from featx.config import read_config
 from featx.data import VideoDataset, VideoItem, build_pipeline
 from featx.errors import UserError
 from featx.outputs import Row, open_output, safe_names, write_meta
@@ -165,8 +165,7 @@ def test_dir_output_is_written_as_videos_finish_and_resumes(golden_checkpoint, t
 
 
 def _dense_dataset(stride: dict, clips_per_chunk: int | None = None) -> VideoDataset:
-    cfg = load_config(SLOWONLY)
-    pipeline = cfg.data.test.pipeline
+    pipeline = read_config(SLOWONLY).pipeline
     pipeline[1] = dict(type="StrideSampleFrames", clip_len=4, frame_interval=16, clips_per_chunk=clips_per_chunk,
                        **stride)
     return VideoDataset([VideoItem(LONG, str(VIDEOS / LONG))], build_pipeline(pipeline))
@@ -292,7 +291,7 @@ def test_outputs_get_the_mode_the_umask_gives(tmp_path):
     assert (tmp_path / "out.pkl").stat().st_mode & 0o777 == 0o640
 
 
-def test_parquet_is_one_row_per_video_for_pyarrow_pandas_and_merge(golden_checkpoint, tmp_path):
+def test_parquet_is_one_row_per_video_for_pyarrow_pandas_and_merge(tiny_tsn, tmp_path):
     """--per-clip into .parquet: one row per video with its clip rows (float32) and their seconds, read back by
     pyarrow and pandas; two shards in Parquet merged into one, and into a pickle, equal one whole run."""
     import pandas
@@ -304,24 +303,24 @@ def test_parquet_is_one_row_per_video_for_pyarrow_pandas_and_merge(golden_checkp
 
     names = [SHORT, "mpeg4_320x240_25fps.avi", "h264_portrait_240x320.mp4"]
     run = dict(video_list=str(write_list(tmp_path / "list.txt", names)), video_root=str(VIDEOS), per="clip",
-               cfg_options={"data.test.pipeline.1.num_clips": 3}, device="cpu", workers=1)
-    whole = featx.extract(TSN, str(golden_checkpoint("tsn_clip")), out=str(tmp_path / "whole.parquet"), **run)
+               cfg_options={"data.test.pipeline.1.num_clips": 3}, device="cpu")
+    config, checkpoint = map(str, tiny_tsn)
+    whole = featx.extract(config, checkpoint, out=str(tmp_path / "whole.parquet"), **run)
     meta = featx.load(tmp_path / "whole.parquet").meta
 
     table = pq.read_table(tmp_path / "whole.parquet")
     assert table.column_names == ["video", "feature", "clip_start", "clip_end"] and table.num_rows == 3
     clips = table.schema.field("feature").type  # a list of clip rows, each a fixed-size list of float32
     assert pyarrow.types.is_list(clips) and pyarrow.types.is_fixed_size_list(clips.value_type)
-    assert clips.value_type.list_size == 2048 and clips.value_type.value_type == pyarrow.float32()
+    assert clips.value_type.list_size == 512 and clips.value_type.value_type == pyarrow.float32()
     frame = pandas.read_parquet(tmp_path / "whole.parquet")
     assert frame["video"].tolist() == names
     for name, row in zip(names, frame.itertuples()):
-        assert np.array_equal(np.stack(row.feature), whole.features[name])  # (3, 2048), float32 as written
+        assert np.array_equal(np.stack(row.feature), whole.features[name])  # (3, 512), float32 as written
         np.testing.assert_array_equal(np.stack([row.clip_start, row.clip_end], 1), meta["videos"][name]["clips"])
 
     for k in (0, 1):
-        options = RunOptions(TSN, str(golden_checkpoint("tsn_clip")), out=str(tmp_path / "feats.parquet"),
-                             shard=f"{k}/2", **run)
+        options = RunOptions(config, checkpoint, out=str(tmp_path / "feats.parquet"), shard=f"{k}/2", **run)
         assert run_featx_in_process(options) == 0
     shards = [str(tmp_path / f"feats.shard-000{k}-of-0002.parquet") for k in (0, 1)]
     for merged in ("merged.parquet", "merged.pkl"):
@@ -347,10 +346,10 @@ def test_parquet_row_groups_hold_what_fits_and_read_back_in_order(monkeypatch, t
     loaded = parquet.ParquetFormat.read(tmp_path / "feats.parquet", None)
     assert list(loaded) == list(features) and all(np.array_equal(loaded[k], v) for k, v in features.items())
 
-def test_parquet_without_pyarrow_is_one_sentence_and_exit_2(golden_checkpoint, tmp_path):
+def test_parquet_without_pyarrow_is_one_sentence_and_exit_2(tiny_tsn, tmp_path):
     """As a user without the extra meets it: the real CLI, pyarrow made unimportable; refused before any work."""
     code = "import sys; sys.modules['pyarrow'] = None; from featx.cli import main; sys.exit(main(sys.argv[1:]))"
-    args = [TSN, golden_checkpoint("tsn_clip"), "--video-list", write_list(tmp_path / "list.txt", [SHORT]),
+    args = [*tiny_tsn, "--video-list", write_list(tmp_path / "list.txt", [SHORT]),
             "--video-root", VIDEOS, "--out", tmp_path / "feats.parquet", *CPU]
     proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr
