@@ -54,6 +54,7 @@ def mixed_root(tmp_path):
         shutil.copy(VIDEOS / name, root / name)
     (root / "empty.mp4").write_bytes(b"")
     (root / "text.mp4").write_text("this is not a video\n" * 50)
+    (root / "text.txt").write_text("this is not a video\n" * 50)  # FFmpeg would read a .txt as text "video"
     data = (VIDEOS / "h264_320x240_30fps.mp4").read_bytes()
     (root / "truncated.mp4").write_bytes(data[: int(len(data) * 0.3)])
     encode_video(root / "three_frames.mp4", gradient_frames(3))
@@ -61,7 +62,8 @@ def mixed_root(tmp_path):
 
 
 def test_bad_videos_are_skipped_reported_and_the_rest_kept(golden_checkpoint, mixed_root, tmp_path):
-    names = [GOOD[0], "missing.mp4", "empty.mp4", "text.mp4", "truncated.mp4", "three_frames.mp4", GOOD[1]]
+    names = [GOOD[0], "missing.mp4", "empty.mp4", "text.mp4", "text.txt", "truncated.mp4", "three_frames.mp4",
+             GOOD[1]]
     out = tmp_path / "out" / "feats.pkl"
     proc = call_featx(TSN, golden_checkpoint("tsn_clip"), "--video-list", write_list(tmp_path / "all.txt", names),
                      "--video-root", mixed_root, "--out", out, *FAST)
@@ -69,12 +71,15 @@ def test_bad_videos_are_skipped_reported_and_the_rest_kept(golden_checkpoint, mi
     got = pickle.loads(out.read_bytes())
     assert list(got) == [GOOD[0], "three_frames.mp4", GOOD[1]]  # 3 frames is no error: indices wrap around
     report = {e["video"]: e["reason"] for e in json.loads(out.with_name("feats.pkl.errors.json").read_text())}
-    assert sorted(report) == ["empty.mp4", "missing.mp4", "text.mp4", "truncated.mp4"]
+    assert sorted(report) == ["empty.mp4", "missing.mp4", "text.mp4", "text.txt", "truncated.mp4"]
     assert "not found" in report["missing.mp4"] and "empty file" in report["empty.mp4"]
     assert "not a video file" in report["text.mp4"]
+    assert report["text.txt"].split(": ", 1)[1] == report["text.mp4"].split(": ", 1)[1]  # whatever the suffix
     assert "truncated MP4" in report["truncated.mp4"]
-    assert "3 written, 4 failed" in proc.stderr
-    assert proc.stderr.count("warning: skipped") == 4  # each said as it happens
+    assert "3 written, 5 failed" in proc.stderr
+    assert proc.stderr.count("warning: skipped") == 5  # each said as it happens
+    for noise in ("video_reader.cc", "moov atom", "[mov,mp4", "Invalid data found"):  # decord's and FFmpeg's logs
+        assert noise not in proc.stderr, proc.stderr
     assert not sidecar(out, "partial").exists()
 
     alone = tmp_path / "alone.pkl"
