@@ -30,41 +30,46 @@ def _plain(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """What decides the vectors: the model and test pipeline configs, the weights, the vector-changing options
-    (:meth:`featx.options.RunOptions.fingerprinted`, by field name, as the run resolved them) and whether
-    the output is a folder. The partial store and the meta sidecar record it; a rerun compares it."""
+    """What decides the vectors, by the names a sidecar gives them: the config values that do (by their key
+    path: ``model``, ``data.test.pipeline``, ...), ``checkpoint sha256``, the vector-changing options
+    (:meth:`featx.options.RunOptions.fingerprinted`, as the run resolved them), and whether the output is a
+    folder. The partial store and the meta sidecar record it; a rerun compares it."""
 
-    model: Any
-    pipeline: Any
-    checkpoint_sha256: str
-    options: Mapping[str, Any] = field(default_factory=dict)
+    marks: Mapping[str, Any]
     folder_output: bool = False
 
-    LOCAL: ClassVar[tuple[str, ...]] = ("video_root",)  # options shards of one run may differ in (each machine's)
+    LOCAL: ClassVar[tuple[str, ...]] = ("video root",)  # what shards of one run may differ in (each machine's)
 
     @classmethod
-    def of(cls, model: Any, pipeline: Any, checkpoint_sha256: str, options: Mapping[str, Any],
+    def of(cls, config_marks: Mapping[str, Any], checkpoint_sha256: str, options: Mapping[str, Any],
            folder_output: bool = False) -> Fingerprint:
-        return cls(_plain(model), _plain(pipeline), checkpoint_sha256, _plain(dict(options)), folder_output)
+        """From the config's marks, the weights' sha256 and the options by field name (``video_root`` is
+        recorded as ``video root``)."""
+        marks = {**config_marks, "checkpoint sha256": checkpoint_sha256,
+                 **{name.replace("_", " "): value for name, value in options.items()}}
+        return cls(_plain(marks), folder_output)
+
+    @property
+    def checkpoint_sha256(self) -> str | None:
+        return self.marks.get("checkpoint sha256")
+
+    def option(self, name: str) -> Any:
+        """An option's recorded value, by its field name (None: not recorded)."""
+        return self.marks.get(name.replace("_", " "))
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "data.test.pipeline": self.pipeline, "checkpoint sha256": self.checkpoint_sha256,
-                **{name.replace("_", " "): value for name, value in self.options.items()},
-                "folder output": self.folder_output}
+        return {**self.marks, "folder output": self.folder_output}
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Fingerprint:
-        """The fingerprint a sidecar or partial store recorded (what it lacks stays empty: it then differs)."""
-        rest = {name: value for name, value in obj.items()
-                if name not in ("model", "data.test.pipeline", "checkpoint sha256", "folder output")}
-        return cls(obj.get("model"), obj.get("data.test.pipeline"), obj.get("checkpoint sha256", ""),
-                   {name.replace(" ", "_"): value for name, value in rest.items()}, obj.get("folder output", False))
+        """The fingerprint a sidecar or partial store recorded."""
+        return cls({name: value for name, value in obj.items() if name != "folder output"},
+                   obj.get("folder output", False))
 
     def shared(self) -> Fingerprint:
         """What every shard of one run has alike: this fingerprint less what is local to a machine (where it
         mounts the videos, how it stores its output)."""
-        return dataclasses.replace(self, folder_output=False,
-                                   options={n: v for n, v in self.options.items() if n not in self.LOCAL})
+        return Fingerprint({name: value for name, value in self.marks.items() if name not in self.LOCAL})
 
     def differences(self, new: Fingerprint, most: int = 4) -> str:
         """``name: old -> new`` for the settings that differ from ``new`` (config values by their dotted path,
@@ -200,6 +205,8 @@ class Meta:
     checkpoint: str | None = None  # as given (a path or URL)
     checkpoint_file: str | None = None
     checkpoint_sha256: str | None = None
+    checkpoint_missing_keys: list[str] | None = None  # model keys the checkpoint lacked (--allow-partial-checkpoint)
+    checkpoint_unused_keys: list[str] | None = None  # checkpoint keys the model has no place for (its head, usually)
     precision: str | None = None
     device: str | None = None
     processes: int | None = None
@@ -207,8 +214,11 @@ class Meta:
     decode_order: str | None = None
     fuse_conv_bn: bool | None = None
     video_root: str | None = None
+    config_dialect: str | None = None  # the config's dialect (MMAction2 0.x or 1.x)
     config: str | None = None  # the config as run (--cfg-options and featx's rules applied), as Python text
     fingerprint: Fingerprint | None = None  # None: a sidecar not written by a run (a rerun computes anew)
+    grid: dict[str, Any] | None = None  # the time grid of the windows (--fps, --dense-stride, --pad)
+    layer: dict[str, Any] | None = None  # the tapped layer and its pooling (--layer, --pool)
     shard: ShardSection | None = None  # a shard's output (--shard)
     merged: list[MergedShard] | None = None  # a merged output (featx merge): the shards it joined
     videos: dict[str, VideoEntry] = field(default_factory=dict)

@@ -11,9 +11,10 @@ from featx.meta import Fingerprint
 
 
 def test_differences_name_each_setting():
-    old = Fingerprint.of({"backbone": {"depth": 50}}, [{"type": "SampleFrames", "num_clips": 25}], "ab" * 32,
+    pipeline = [{"type": "SampleFrames", "num_clips": 25}]
+    old = Fingerprint.of({"model": {"backbone": {"depth": 50}}, "data.test.pipeline": pipeline}, "ab" * 32,
                          {"precision": "fp32", "video_root": "/data"})
-    new = Fingerprint.of({"backbone": {"depth": 101}}, [{"type": "SampleFrames", "num_clips": 25}], "cd" * 32,
+    new = Fingerprint.of({"model": {"backbone": {"depth": 101}}, "data.test.pipeline": pipeline}, "cd" * 32,
                          {"precision": "fp32", "video_root": "/data", "per": "clip"})
     assert old.differences(new) == ("model.backbone.depth: 50 -> 101, checkpoint sha256: abababababab.. -> "
                                     "cdcdcdcdcdcd.., per: (not set) -> clip")
