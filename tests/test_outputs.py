@@ -341,7 +341,7 @@ def test_parquet_row_groups_hold_what_fits_and_read_back_in_order(monkeypatch, t
     monkeypatch.setattr(parquet, "GROUP_BYTES", 3 * 64 * 4)  # three 64-d float32 vectors a group
     features = {f"v{i}.mp4": np.random.default_rng(i).standard_normal(64).astype(np.float32) for i in range(7)}
     output = open_output(tmp_path / "feats.parquet", None, list(features))
-    output.write(Row(key, array, {}) for key, array in features.items())
+    output.write(Row(key, array, VideoEntry()) for key, array in features.items())
     groups = pq.ParquetFile(tmp_path / "feats.parquet").metadata
     assert [groups.row_group(g).num_rows for g in range(groups.num_row_groups)] == [3, 3, 1]
     loaded = parquet.ParquetFormat.read(tmp_path / "feats.parquet", None)
@@ -370,10 +370,10 @@ def _planted_output(tmp_path: Path, per_clip: bool) -> Path:
     features["run/broken.mp4"] = features["run/v0.mp4"].copy()
     features["run/broken.mp4"].flat[5] = np.nan
     output = open_output(tmp_path / "feats.pkl", None, list(features))
-    output.write(Row(key, array, {}) for key, array in features.items())
+    output.write(Row(key, array, VideoEntry()) for key, array in features.items())
     clips = [[2.0 * i, 2.0 * i + 1.5] for i in range(6)]
-    write_meta(output.path, {"format": "pkl", "per": "clip" if per_clip else "video"},
-               ((key, {"clips": clips}) for key in features), [])
+    write_meta(output.path, Meta("pkl", per="clip" if per_clip else "video"),
+               ((key, VideoEntry(clips=clips)) for key in features), [])
     return output.path
 
 
