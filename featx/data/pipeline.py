@@ -11,7 +11,7 @@ import math
 import time
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
-from featx.registry import TRANSFORMS
+from featx.registry import TRANSFORMS, Registry
 from featx.wording import count
 
 ROLES = ("open", "sample", "decode", "spatial", "normalize", "layout")
@@ -57,9 +57,10 @@ class Pipeline:
         return f"Pipeline({', '.join(type(t).__name__ for t in self.steps)})"
 
 
-def build_pipeline(cfgs: Sequence[Mapping[str, Any]], *, decoder: str | None = None,
+def build_pipeline(cfgs: Sequence[Mapping[str, Any]], *, transforms: Registry = TRANSFORMS, decoder: str | None = None,
                    decode_order: str = "list") -> Pipeline:
-    """Build each ``{'type': name, **kwargs}`` with ``TRANSFORMS``; unknown names and bad kwargs are UserErrors.
+    """Build each ``{'type': name, **kwargs}`` with ``transforms`` (the config dialect's steps, 0.x's by
+    default); unknown names and bad kwargs are UserErrors.
 
     ``decoder`` replaces the backend of the step that opens the video (``--decoder``); ``decode_order
     ='sorted'`` lets the decoding step ask for the frames in frame order (``--decode-order``).
@@ -67,13 +68,13 @@ def build_pipeline(cfgs: Sequence[Mapping[str, Any]], *, decoder: str | None = N
     steps = []
     for cfg in cfgs:
         known = isinstance(cfg, Mapping) and "type" in cfg
-        role = getattr(TRANSFORMS.get(cfg["type"]), "role", None) if known else None
+        role = getattr(transforms.get(cfg["type"]), "role", None) if known else None
         extra: dict[str, Any] = {}
         if role == "open" and decoder is not None:
             extra["backend"] = decoder
         elif role == "decode" and decode_order == "sorted":
             extra["in_order"] = True
-        steps.append(TRANSFORMS.build(cfg, **extra))
+        steps.append(transforms.build(cfg, **extra))
     return Pipeline(steps)
 
 
