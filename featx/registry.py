@@ -15,14 +15,17 @@ class Registry:
     """Maps the ``type`` names used in configs to classes or factory functions.
 
     ``providers`` are the packages whose modules register into it: every lookup imports them all
-    first, so what is registered never depends on which modules happened to be imported. A registry
-    with a ``base`` holds what differs from it (a config dialect's own steps) and falls back to it.
+    first, so what is registered never depends on which modules happened to be imported. ``check``,
+    when set (by the module that defines what an entry must be), sees each ``(name, factory)`` as it
+    is registered and raises TypeError on one that breaks the registry's contract. A registry with a
+    ``base`` holds what differs from it (a config dialect's own steps) and falls back to it.
     """
 
     def __init__(self, kind: str, providers: Sequence[str] = (), base: Registry | None = None) -> None:
         self.kind = kind
         self.providers = tuple(providers)
         self.base = base  # names not registered here are looked up there (a dialect's steps over the shared ones)
+        self.check: Callable[[str, Callable[..., Any]], None] | None = None
         self._factories: dict[str, Callable[..., Any]] = {}
         self._loaded = not self.providers
 
@@ -33,6 +36,8 @@ class Registry:
             key = name or factory.__name__
             if key in self._factories:
                 raise KeyError(f"{self.kind} {key!r} is registered twice")
+            if self.check is not None:
+                self.check(key, factory)
             self._factories[key] = factory
             return factory
 

@@ -26,7 +26,7 @@ from featx import __version__
 from featx.checkpoint import file_sha256
 from featx.config import ExtractionConfig, read_config, use_dense_sampling, use_tool_views
 from featx.data import Pipeline, VideoDataset, VideoItem, build_pipeline, decoded_samples, find_videos, read_video_list
-from featx.data.pipeline import describe_views, split_normalize
+from featx.data.pipeline import Role, describe_views, split_normalize
 from featx.distributed import (DistInfo, broadcast_from_main, gather_to_main, init_distributed, leave,
                                object_group, shard)
 from featx.errors import UserError
@@ -80,20 +80,19 @@ def prepared_config(options: RunOptions) -> tuple[ExtractionConfig, Pipeline, An
         config = use_dense_sampling(config, options.dense_stride, view_group(config.model))
     pipeline, normalize = split_normalize(build_pipeline(config.pipeline, transforms=config.transforms,
                                                           decoder=options.decoder, decode_order=options.decode_order))
-    if config.normalize is not None and (normalize is not None or pipeline.find("normalize")):
+    if config.normalize is not None and (normalize is not None or pipeline.find(Role.NORMALIZE)):
         raise UserError(f"the config normalises twice (a Normalize step and its {type(config.normalize).__name__}): "
                         "keep one")
     return config, pipeline, normalize or config.normalize
 
 
 def resolved_decoder(requested: str | None, pipeline_cfg: Sequence[Mapping[str, Any]], transforms: Registry) -> str:
-    """The backend that opens the videos: ``--decoder`` if given, else the one the config's opening step names
-    (or that step's own; ``transforms``: the config dialect's steps); "none" when no step opens a video (the
-    config is checked already)."""
+    """The backend that opens the videos: ``--decoder`` if given, else the config's opening step's own (a step
+    of ``transforms``, the config dialect's); "none" when no step opens a video (the config is checked already)."""
     for step in pipeline_cfg:
         factory = transforms.get(step["type"])
-        if getattr(factory, "role", None) == "open":
-            return requested or step.get("backend") or factory.default_backend
+        if factory.role is Role.OPEN:
+            return requested or factory.default_backend
     return "none"
 
 

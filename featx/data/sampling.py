@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from featx.data.pipeline import Role
 from featx.errors import UserError, VideoError
 from featx.registry import TRANSFORMS, TRANSFORMS_1X
 from featx.wording import count
@@ -27,7 +28,7 @@ class SampleFrames:
     ignored as in MMAction2 0.x (it comes from the dataset, 0 for videos).
     """
 
-    role: ClassVar[str] = "sample"
+    role: ClassVar[Role] = Role.SAMPLE
 
     def __init__(
         self,

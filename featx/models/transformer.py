@@ -35,6 +35,8 @@ def merge_heads(x: Tensor) -> Tensor:
 def heads_attention(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: Tensor | None = None) -> Tensor:
     """``softmax(q k^T * scale + bias) v`` per head, through torch's ``scaled_dot_product_attention``
     (the same product, in fused kernels where torch has them); ``bias`` broadcasts to the scores."""
+    if bias is not None and bias.dim() < q.dim():  # torch's CPU flash kernel takes only a mask of q's rank
+        bias = bias.reshape((1,) * (q.dim() - bias.dim()) + bias.shape)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
 
 

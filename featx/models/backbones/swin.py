@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from featx.errors import UserError
 from featx.models.layers import arch_settings, build_norm_layer, check_layer_cfgs, check_pretrained
-from featx.models.transformer import Mlp, QKVAttention
+from featx.models.transformer import Mlp, QKVAttention, heads_attention, merge_heads, split_heads
 from featx.registry import MODELS
 
 ARCHS = {
@@ -100,9 +100,17 @@ class WindowAttention3D(QKVAttention):
         # MMAction2 takes the first rows and columns of the full window's table for a smaller window.
         index = self.relative_position_index[:tokens, :tokens].reshape(-1)
         bias = self.relative_position_bias_table[index].reshape(tokens, tokens, -1).permute(2, 0, 1)
-        if mask is not None:
-            bias = bias + mask[:, None]  # (windows, heads, tokens, tokens)
-        return super().forward(x, bias.to(x.dtype))
+        q, k, v = split_heads(self.qkv(x), self.num_heads)  # (B, windows, heads, tokens, head_dims)
+        batches, windows = q.shape[:2]
+        # torch's fused kernels take 4-D inputs: windows go with the batch when every window has the same
+        # bias, with the heads when each window has its own mask.
+        if mask is None:
+            q, k, v = (t.flatten(0, 1) for t in (q, k, v))
+        else:
+            bias = (bias + mask[:, None]).flatten(0, 1)  # (windows * heads, tokens, tokens)
+            q, k, v = (t.flatten(1, 2) for t in (q, k, v))
+        out = heads_attention(q, k, v, self.scale, bias.to(q.dtype))
+        return self.proj(merge_heads(out.reshape(batches, windows, self.num_heads, tokens, -1)))
 
 
 class SwinTransformerBlock3D(nn.Module):
