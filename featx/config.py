@@ -182,10 +182,11 @@ def _clear_pretrained(node: Any) -> None:
             _clear_pretrained(value)
 
 
-def use_dense_sampling(config: ExtractionConfig, stride: str, window: int = 1) -> ExtractionConfig:
+def use_dense_sampling(config: ExtractionConfig, stride: str, window: int = 1, pad: str = "none") -> ExtractionConfig:
     """``--dense-stride``: the test pipeline's ``SampleFrames`` becomes a ``StrideSampleFrames`` with the
     same clip length, frame interval and out-of-bound rule, one clip every ``16`` frames or ``0.5s``; for a
-    backbone that mixes groups of ``window`` views (its ``view_group``), one window of that many segments."""
+    backbone that mixes groups of ``window`` views (its ``view_group``), one window of that many segments;
+    ``pad`` (``--pad``) puts the windows on the padded localisation grid."""
     text = stride.strip().lower()
     try:
         option = {"stride_seconds": float(text[:-1])} if text.endswith("s") else {"stride": int(text)}
@@ -200,7 +201,8 @@ def use_dense_sampling(config: ExtractionConfig, stride: str, window: int = 1) -
     old = pipeline[at[0]]
     pipeline[at[0]] = dict(type="StrideSampleFrames", clip_len=old.get("clip_len"),
                            frame_interval=old.get("frame_interval", 1),
-                           out_of_bound_opt=old.get("out_of_bound_opt", "loop"), window=window, **option)
+                           out_of_bound_opt=old.get("out_of_bound_opt", "loop"), window=window,
+                           **({"pad": pad} if pad != "none" else {}), **option)
     return config.with_pipeline(pipeline)
 
 

@@ -7,14 +7,13 @@ import logging
 import os
 import re
 import time
-from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from featx.checkpoint import load_checkpoint
+from featx.checkpoint import LoadedCheckpoint, load_checkpoint
 from featx.data import Failure, Sample
 from featx.data.dataset import join_chunks
 from featx.data.decoders import first_line
@@ -67,15 +66,18 @@ def autocast(precision: str, device: torch.device) -> ContextManager[Any]:
 
 
 def prepare_model(model_cfg: Mapping[str, Any], checkpoint: str, device: torch.device, *, fuse: bool = True,
-                  channels_last: bool = True, precision: str = "fp32") -> tuple[nn.Module, Path]:
-    """Build the model from a config's ``model`` dict, load the checkpoint on the CPU and move it to ``device``.
+                  channels_last: bool = True, precision: str = "fp32",
+                  allow_partial: bool = False, dialect: str | None = None) -> tuple[nn.Module, LoadedCheckpoint]:
+    """Build the model from a config's ``model`` dict, load the checkpoint on the CPU (refused if it lacks model
+    keys, unless ``allow_partial``; ``dialect``: the config's, named if the checkpoint's differs) and move it
+    to ``device``.
 
     For speed, BatchNorm is folded into the convolutions and the weights are stored channels-last
     (both change the vectors only by float rounding, about 1e-7 relative); in float32 on a CPU,
     each convolution runs as one oneDNN kernel with its ReLU and residual sum (same arithmetic).
     """
     model = build_model(model_cfg)
-    path = load_checkpoint(model, checkpoint)
+    loaded = load_checkpoint(model, checkpoint, allow_partial=allow_partial, dialect=dialect)
     if fuse:
         model = fuse_conv_bn(model)
         if device.type == "cpu" and precision == "fp32":
@@ -83,7 +85,7 @@ def prepare_model(model_cfg: Mapping[str, Any], checkpoint: str, device: torch.d
     model = model.to(device).eval()
     if channels_last:
         model = to_channels_last(model)
-    return model, path
+    return model, loaded
 
 
 def decode_workers(requested: int | None, workers_per_gpu: int, device: torch.device,

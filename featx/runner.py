@@ -23,7 +23,7 @@ import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from featx import __version__
-from featx.checkpoint import file_sha256
+from featx.checkpoint import LoadedCheckpoint, file_sha256
 from featx.config import ExtractionConfig, read_config, use_dense_sampling, use_tool_views
 from featx.data import Pipeline, VideoDataset, VideoItem, build_pipeline, decoded_samples, find_videos, read_video_list
 from featx.data.pipeline import Role, describe_views, split_normalize
@@ -77,9 +77,10 @@ def prepared_config(options: RunOptions) -> tuple[ExtractionConfig, Pipeline, An
     if options.views == "tool":
         config = use_tool_views(config)
     if options.dense_stride is not None:  # a backbone that mixes views gets windows of whole groups
-        config = use_dense_sampling(config, options.dense_stride, view_group(config.model))
+        config = use_dense_sampling(config, options.dense_stride, view_group(config.model), options.pad)
     pipeline, normalize = split_normalize(build_pipeline(config.pipeline, transforms=config.transforms,
-                                                          decoder=options.decoder, decode_order=options.decode_order))
+                                                          decoder=options.decoder, decode_order=options.decode_order,
+                                                          fps=options.fps))
     if config.normalize is not None and (normalize is not None or pipeline.find(Role.NORMALIZE)):
         raise UserError(f"the config normalises twice (a Normalize step and its {type(config.normalize).__name__}): "
                         "keep one")
@@ -108,7 +109,7 @@ class Extraction:
     config: ExtractionConfig
     pipeline: Pipeline
     extractor: FeatureExtractor
-    checkpoint_file: Path
+    checkpoint: LoadedCheckpoint
     resolved: Resolved
     batch_size: int
     info: DistInfo = field(default_factory=DistInfo)
@@ -126,8 +127,11 @@ class Extraction:
         torch.backends.cudnn.benchmark = config.cudnn_benchmark
         if device.type == "cpu" and options.keep_freed_memory:
             keep_freed_memory()
-        model, checkpoint_file = prepare_model(config.model, options.checkpoint, device, fuse=options.fuse_conv_bn,
-                                               precision=precision)
+        model, checkpoint = prepare_model(config.model, options.checkpoint, device, fuse=options.fuse_conv_bn,
+                                          precision=precision, allow_partial=options.allow_partial_checkpoint,
+                                          dialect=config.dialect)
+        if options.layer is not None:
+            model.tap(options.layer, options.pool or "avg")
         settings = config.loader
         decoder = resolved_decoder(options.decoder, config.pipeline, config.transforms)
         workers = decode_workers(options.workers, settings.workers_per_gpu, device)
@@ -138,8 +142,12 @@ class Extraction:
         resolved = Resolved(decoder=decoder, precision=precision, device=str(device), workers=workers,
                             video_root=os.path.abspath(options.video_root))
         extractor = FeatureExtractor(model, device, precision, normalize, per=options.per)
-        return cls(options, config, pipeline, extractor, checkpoint_file, resolved, max(1, settings.videos_per_gpu),
+        return cls(options, config, pipeline, extractor, checkpoint, resolved, max(1, settings.videos_per_gpu),
                    info)
+
+    @property
+    def checkpoint_file(self) -> Path:
+        return self.checkpoint.path
 
     def results(self, items: Sequence[VideoItem], on_chunk: Any = None) -> Iterator[VideoResult]:
         """Every video's result, in list order: decoded in the workers, batched, through the model, its chunks
@@ -181,6 +189,8 @@ class Extraction:
             "checkpoint": o.checkpoint,
             "checkpoint_file": str(self.checkpoint_file),
             "checkpoint_sha256": marks["checkpoint sha256"],
+            "checkpoint_missing_keys": list(self.checkpoint.missing),  # left as built (--allow-partial-checkpoint)
+            "checkpoint_unused_keys": list(self.checkpoint.unused),  # the classification head's, usually
             "precision": resolved.precision,
             "device": resolved.device,
             "processes": self.info.world_size,
@@ -191,7 +201,16 @@ class Extraction:
             "config_dialect": self.config.dialect,
             "config": self.config.text,
             "fingerprint": marks,
+            **({"grid": self.grid()} if o.fps is not None or o.pad != "none" else {}),
+            **({"layer": {"name": o.layer, "pool": o.pool or "avg"}} if o.layer is not None else {}),
         }
+
+    def grid(self) -> dict[str, Any]:
+        """The time grid the windows are on (``--fps``, ``--dense-stride``, ``--pad``): its rate (None: each
+        video's own), the stride and window in grid frames, the padding."""
+        sampler = self.pipeline.find("sample")[0]
+        return {"fps": self.options.fps, "stride": getattr(sampler, "stride", None),
+                "window": (sampler.clip_len - 1) * sampler.frame_interval + 1, "pad": self.options.pad}
 
 
 class StrictFailure(Exception):

@@ -68,6 +68,7 @@ def test_help_lists_the_seed_arguments():
 def test_help_lists_the_commands():
     text = build_parser().format_help()
     assert "featx models [WORD ...]" in text and "featx merge --out OUT SHARD ..." in text
+    assert "featx show OUT [--png map.png]" in text
 
 
 def test_the_parser_and_the_checks_come_from_the_option_fields():
@@ -105,6 +106,8 @@ BAD_INPUTS = {
     "cfg-options typo": (lambda a, t, c: {**a, "--cfg-options": "dta.videos_per_gpu=2"}, "dta"),
     "unknown transform": (lambda a, t, c: {**a, "--cfg-options": "data.test.pipeline.3.type=Rezise"}, "Rezise"),
     "bad config value": (lambda a, t, c: {**a, "--cfg-options": "model.backbone.depth=51"}, "depth"),
+    "checkpoint covering part of the model": (lambda a, t, c: {**a, "--cfg-options": "model.backbone.depth=101"},
+                                              "lacks 255 of the model's"),
     "output folder not creatable": (lambda a, t, c: {**a, "--out": str(_a_file(t) / "feats.pkl")}, "cannot create"),
     "unknown decoder": (lambda a, t, c: {**a, "--decoder": "ffmpeg"}, "invalid choice"),
     "zero timeout": (lambda a, t, c: {**a, "--video-timeout": "0"}, "--video-timeout"),

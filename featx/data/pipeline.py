@@ -90,18 +90,20 @@ class Pipeline:
 
 
 def build_pipeline(cfgs: Sequence[Mapping[str, Any]], *, transforms: Registry = TRANSFORMS, decoder: str | None = None,
-                   decode_order: str = "list") -> Pipeline:
+                   decode_order: str = "list", fps: float | None = None) -> Pipeline:
     """Build each ``{'type': name, **kwargs}`` with ``transforms`` (the config dialect's steps, 0.x's by
     default); unknown names and bad kwargs are UserErrors.
 
     ``decoder`` is handed to every step that opens a video (``--decoder``: it replaces the config's
-    backend); ``decode_order='sorted'`` lets every decoding step ask for the frames in frame order
-    (``--decode-order``).
+    backend), and ``fps`` puts the video on that time grid (``--fps``); ``decode_order='sorted'`` lets every
+    decoding step ask for the frames in frame order (``--decode-order``).
     """
     pipeline = Pipeline([transforms.build(cfg) for cfg in cfgs])
     for step in pipeline.find(Role.OPEN):
         if decoder is not None:
             step.use_decoder(decoder)
+        if fps is not None:
+            step.use_time_grid(fps)
     for step in pipeline.find(Role.DECODE):
         if decode_order == "sorted":
             step.decode_in_order()
