@@ -43,7 +43,7 @@ NOT_BUILT = ("cls_head.", "neck.aux_head.")
 
 @pytest.mark.parametrize("case", GOLDEN_CASES + GOLDEN_1X_CASES)
 def test_state_dict_matches_mmaction_layout(case: str) -> None:
-    """Every family, built from its shipped config (0.x or 1.x), has exactly the reference's parameter and
+    """Every family, built from its shipped config (0.x's or 1.x's), has exactly the reference's parameter and
     buffer names and shapes: an official checkpoint loads with no renaming."""
     layout = json.loads((golden_dir(case) / f"{case}.layout.json").read_text())
     expected = {k: (shape, dtype) for k, shape, dtype in layout if not k.startswith(NOT_BUILT)}
