@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 from mmengine.config import DictAction
 
 from featx.checkpoint import PARTIAL_FLAG
+from featx.config import VIEWS
 from featx.data.sampling import PADS
 from featx.data.video_list import VIDEO_EXTENSIONS
 from featx.distributed import LAUNCHER_ENV
@@ -94,6 +95,10 @@ class RunOptions:
                                       help="sample clips over the whole video, one every N frames (16) or N seconds "
                                            "(0.5s), instead of the config's num_clips (memory-bounded for long "
                                            "videos)")
+    views: str = option("all", flags=("--views",), choices=VIEWS,
+                        help="all: every test view of the config (default); tool: the view reduction of MMAction2 "
+                             "1.x's clip_feature_extraction.py without --multi-view (one centre clip for a 3D "
+                             "SampleFrames, no twice_sample, TenCrop -> CenterCrop), averaged")
     fps: float | None = option(None, flags=("--fps",), fingerprint=True, argparse={"type": float, "metavar": "F"},
                                help="put every video on a grid of F frames per second first (the frame shown at "
                                     "each 1/F s, by presentation timestamp, for any frame rate): sampling, strides "
@@ -110,8 +115,10 @@ class RunOptions:
                                    "(each view's output kept whole, flattened)")
     cfg_options: Mapping[str, Any] = option(default_factory=dict, flags=("--cfg-options",),
                                             argparse={"nargs": "+", "action": DictAction},
-                                            help="override config values, e.g. data.workers_per_gpu=4 "
-                                                 "model.test_cfg.max_testing_views=10")
+                                            help="override config values by their key paths in the config's "
+                                                 "dialect, e.g. (0.x) data.workers_per_gpu=4 "
+                                                 "model.test_cfg.max_testing_views=10, (1.x) "
+                                                 "test_dataloader.dataset.pipeline.1.num_clips=2")
     fuse_conv_bn: bool = option(True, flags=("--fuse-conv-bn",), fingerprint=True,
                                 argparse={"action": argparse.BooleanOptionalAction},
                                 help="fold BatchNorm into the convolutions (default on: same vectors to float "

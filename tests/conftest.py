@@ -7,7 +7,7 @@ import pytest
 
 import torch
 
-from featx.config import load_config
+from featx.config import read_config
 from featx.models import build_model
 from helpers import randomize_, write_golden_checkpoint
 
@@ -44,5 +44,5 @@ def tiny_tsn(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     config = folder / "tiny_tsn.py"
     config.write_text(TINY_TSN)
     checkpoint = folder / "tiny.pth"
-    torch.save({"state_dict": randomize_(build_model(load_config(config, {}).model)).state_dict()}, checkpoint)
+    torch.save({"state_dict": randomize_(build_model(read_config(config).model)).state_dict()}, checkpoint)
     return config, checkpoint

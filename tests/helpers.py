@@ -20,12 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from featx.config import load_config
+from featx.config import read_config
 from featx.models import fuse_conv_bn, to_channels_last, use_onednn_fusion
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 GOLDEN = DATA / "golden"
+GOLDEN_1X = DATA / "golden-1x"  # made with MMAction2 1.2.0 (their configs under configs/mmaction2-1.x/)
 VIDEOS = DATA / "videos"
 
 # The first four cases predate options files: their configs are these.
@@ -50,7 +51,7 @@ def case_config(case: str) -> tuple[str, dict[str, Any]]:
 def case_model_cfg(case: str, **changes: Any) -> dict[str, Any]:
     """The ``model`` dict of a golden case's config, with its cfg_options and ``changes`` (dotted keys)."""
     config, options = case_config(case)
-    return load_config(ROOT / config, {**options, **changes}).model.to_dict()
+    return read_config(ROOT / config, {**options, **changes}).model
 
 
 def golden_tensor(seed: int, key: str, shape: list[int], dtype: str) -> torch.Tensor:
@@ -68,9 +69,14 @@ def golden_tensor(seed: int, key: str, shape: list[int], dtype: str) -> torch.Te
     return torch.from_numpy(np.asarray(arr, dtype=np.float64).astype(np.float32))
 
 
+def golden_dir(case: str) -> Path:
+    """The folder of a golden case: ``golden/`` (MMAction2 0.x) or ``golden-1x/``."""
+    return GOLDEN_1X if (GOLDEN_1X / f"{case}.layout.json").exists() else GOLDEN
+
+
 def case_weight_scale(case: str) -> dict[str, float]:
     """A golden case's ``weight_scale`` (regex -> factor; the fixtures README's "Scaled weights"), or none."""
-    options_file = GOLDEN / f"{case}.options.json"
+    options_file = golden_dir(case) / f"{case}.options.json"
     return json.loads(options_file.read_text()).get("weight_scale", {}) if options_file.exists() else {}
 
 
@@ -83,10 +89,16 @@ def scaled(key: str, tensor: torch.Tensor, weight_scale: dict[str, float]) -> to
 
 
 def write_golden_checkpoint(case: str, path: Path, seed: int = 0) -> Path:
-    """The checkpoint a golden case was made with, by the fixtures' rule (its ``weight_scale`` applied)."""
-    layout = json.loads((GOLDEN / f"{case}.layout.json").read_text())
+    """The checkpoint a golden case was made with, by the fixtures' rule (its ``weight_scale`` applied); a
+    non-float tensor other than ``num_batches_tracked`` (an index table) is the model's own, from
+    ``<case>.int_tensors.npz``."""
+    folder = golden_dir(case)
+    layout = json.loads((folder / f"{case}.layout.json").read_text())
+    ints = folder / f"{case}.int_tensors.npz"
+    own = dict(np.load(ints)) if ints.exists() else {}
     scale = case_weight_scale(case)
-    state = OrderedDict((key, scaled(key, golden_tensor(seed, key, shape, dtype), scale)) for key, shape, dtype in layout)
+    state = OrderedDict((key, torch.from_numpy(own[key]) if key in own
+                         else scaled(key, golden_tensor(seed, key, shape, dtype), scale)) for key, shape, dtype in layout)
     torch.save({"meta": {"seed": seed}, "state_dict": state}, path)
     return path
 

@@ -16,7 +16,7 @@ import torch
 import featx
 from helpers import CASE_CONFIGS, ROOT, VIDEOS, error_line, golden_features, rel_error, run_featx, write_list
 from featx.cli import build_parser, options_from
-from featx.config import LoaderSettings, load_config
+from featx.config import read_config
 from featx.errors import UserError
 from featx.extraction import resolve_precision
 from featx.model_index import find_model, models
@@ -151,20 +151,19 @@ def test_bad_input_is_one_line_and_exit_2(name, golden_checkpoint, short_list, t
 
 
 def test_cfg_options_may_add_a_section_configs_often_leave_out():
-    cfg = load_config(ROOT / TSN, {"data.test_dataloader.videos_per_gpu": 2})
-    assert LoaderSettings.from_config(cfg).videos_per_gpu == 2
+    assert read_config(ROOT / TSN, {"data.test_dataloader.videos_per_gpu": 2}).loader.videos_per_gpu == 2
     with pytest.raises(UserError, match="no key 'tset_dataloader'"):
-        load_config(ROOT / TSN, {"data.tset_dataloader.videos_per_gpu": 2})
+        read_config(ROOT / TSN, {"data.tset_dataloader.videos_per_gpu": 2})
 
 
 def test_config_fp16_runs_half_precision_on_a_gpu_only(caplog, monkeypatch):
     monkeypatch.setattr(logging.getLogger("featx"), "propagate", True)  # to caplog, whatever set it up before
-    cfg = load_config(ROOT / TSN)
-    cfg.fp16 = dict(loss_scale=512.0)
-    assert resolve_precision(None, cfg, torch.device("cuda")) == "fp16"
-    assert resolve_precision(None, cfg, torch.device("cpu")) == "fp32"
+    assert not read_config(ROOT / TSN).fp16
+    fp16 = read_config(ROOT / TSN, {"fp16.loss_scale": 512.0}).fp16
+    assert resolve_precision(None, fp16, torch.device("cuda")) == "fp16"
+    assert resolve_precision(None, fp16, torch.device("cpu")) == "fp32"
     assert "needs a GPU" in caplog.text
-    assert resolve_precision("bf16", cfg, torch.device("cpu")) == "bf16"
+    assert resolve_precision("bf16", fp16, torch.device("cpu")) == "bf16"
 
 
 # ---------------------------------------------------------------- models by name, the Python API

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from helpers import ROOT, case_model_cfg, encode_video, fast_path, gradient_frames, randomize_, rel_error
-from featx.config import load_config
+from featx.config import read_config
 from featx.errors import UserError
 from featx.models import build_model, fuse_conv_bn
 from featx.models.backbones.mobilenet_v2 import make_divisible
@@ -21,7 +21,7 @@ from featx.runner import RunOptions, extract_features
 
 
 def shipped_model_cfg(config: str) -> dict[str, Any]:
-    return load_config(ROOT / "configs" / "recognition" / config).model.to_dict()
+    return read_config(ROOT / "configs" / "recognition" / config).model
 
 
 def with_backbone(model: dict[str, Any], **changes: Any) -> dict[str, Any]:

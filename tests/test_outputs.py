@@ -13,7 +13,7 @@ import pytest
 
 import featx
 from helpers import CASE_CONFIGS, GOLDEN, ROOT, VIDEOS, error_line, featx_exits, golden_features, rel_error, write_list
-from featx.config import load_config
+from featx.config import read_config
 from featx.data import VideoDataset, VideoItem, build_pipeline
 from featx.errors import UserError
 from featx.outputs import Row, open_output, safe_names, write_meta
@@ -165,8 +165,7 @@ def test_dir_output_is_written_as_videos_finish_and_resumes(golden_checkpoint, t
 
 
 def _dense_dataset(stride: dict, clips_per_chunk: int | None = None) -> VideoDataset:
-    cfg = load_config(SLOWONLY)
-    pipeline = cfg.data.test.pipeline
+    pipeline = read_config(SLOWONLY).pipeline
     pipeline[1] = dict(type="StrideSampleFrames", clip_len=4, frame_interval=16, clips_per_chunk=clips_per_chunk,
                        **stride)
     return VideoDataset([VideoItem(LONG, str(VIDEOS / LONG))], build_pipeline(pipeline))
