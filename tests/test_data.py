@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
+import sys
 
 import av
 import cv2
@@ -12,6 +15,7 @@ import pytest
 from helpers import GOLDEN, ROOT, VIDEOS, encode_video, gradient_frames
 from featx.config import read_config
 from featx.data import Failure, VideoDataset, VideoItem, build_pipeline, decoded_samples, read_video_list
+from featx.data.decoders import library_noise_hidden
 from featx.data.decoders.decord_reader import DecordReader
 from featx.data.pipeline import Role, check_step
 from featx.errors import UserError, VideoError
@@ -427,10 +431,29 @@ def test_bad_transform_configs_are_user_errors(cfg, message):
         build_pipeline([dict(type="DecordInit"), cfg])
 
 
+def test_a_decoding_librarys_own_stderr_is_hidden_unless_debugging(capfd):
+    """What decord and its FFmpeg write straight to file descriptor 2 stays out of the terminal; with
+    --debug (featx logging at debug level) it is shown."""
+    with library_noise_hidden():
+        os.write(2, b"[mov,mp4 @ 0x1] moov atom not found\n")
+    print("featx's own", file=sys.stderr)
+    assert capfd.readouterr().err == "featx's own\n"
+    logger = logging.getLogger("featx")
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    try:
+        with library_noise_hidden():
+            os.write(2, b"video_reader.cc:312: Failed to seek\n")
+    finally:
+        logger.setLevel(level)
+    assert capfd.readouterr().err == "video_reader.cc:312: Failed to seek\n"
+
+
 @pytest.fixture
 def bad_videos(tmp_path):
     (tmp_path / "empty.mp4").touch()
     (tmp_path / "text.mp4").write_text("this is not a video\n")
+    (tmp_path / "text.txt").write_text("this is not a video\n")
     return tmp_path
 
 
@@ -438,6 +461,7 @@ def bad_videos(tmp_path):
     ("missing.mp4", "file not found"),
     ("empty.mp4", "empty file"),
     ("text.mp4", "not a video file"),
+    ("text.txt", "not a video file"),  # whatever the suffix (FFmpeg reads a .txt as text "video")
 ])
 def test_dataset_reports_bad_videos(bad_videos, name, reason):
     dataset = VideoDataset([VideoItem(name, str(bad_videos / name))], build_pipeline(CASES["tsn_clip"]))
