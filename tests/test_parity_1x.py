@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import featx
-from helpers import GOLDEN_1X, VIDEOS, rel_error, run_featx, write_list
+from helpers import GOLDEN_1X, VIDEOS, call_featx, rel_error, write_list
 
 TOLERANCE = 1e-4
 CONFIGS = "configs/mmaction2-1.x/recognition"
@@ -35,15 +35,15 @@ def golden(case: str, what: str):
 
 
 def featx_1x(case: str, checkpoint, videos: list[str], tmp_path, *extra: str) -> tuple[dict, dict]:
-    """Run the CLI on the case's config with its cfg options; its output and meta."""
+    """Run the CLI (its main, in this process) on the case's config with its cfg options; its output and meta."""
     options = golden(case, "options.json")
     assert options["dialect"] == "1.x"
     cfg_options = [f"{k}={v}" for k, v in options["cfg_options"].items()]
     out = tmp_path / f"out{len(extra)}" / "features.pkl"
-    proc = run_featx(f"{CONFIGS}/{options['config']}", checkpoint, "--video-list",
-                     write_list(tmp_path / "videos.txt", videos), "--video-root", VIDEOS, "--out", out,
-                     "--device", "cpu", "--workers", "1", *(["--cfg-options", *cfg_options] if cfg_options else []),
-                     *extra)
+    proc = call_featx(f"{CONFIGS}/{options['config']}", checkpoint, "--video-list",
+                      write_list(tmp_path / "videos.txt", videos), "--video-root", VIDEOS, "--out", out,
+                      "--device", "cpu", "--workers", "1", *(["--cfg-options", *cfg_options] if cfg_options else []),
+                      *extra)
     assert proc.returncode == 0, proc.stderr
     assert "MMAction2 1.x" in proc.stderr  # the start line names the dialect it read
     return featx.load(out)
