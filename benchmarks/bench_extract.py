@@ -14,7 +14,9 @@ workers, one video per batch, float32 normalisation on the host, NCHW, no BatchN
 frames requested in the sampler's order); ``default`` is featx as a user runs it; ``bf16`` is the
 default with ``--precision bf16``; ``sorted`` the default with ``--decode-order sorted``; ``1worker``
 the default with one decoding process; ``glibc-malloc`` the default with glibc's allocator left as it
-is (the CLI makes it keep freed memory on a CPU). The baseline runs first, then ``glibc-malloc``.
+is (the CLI makes it keep freed memory on a CPU); ``unbounded`` the default with every view of a batch
+in one forward (``max_memory`` 1T), ``small-forwards`` in forwards of 64 MiB (a view group or a few); ``per-video`` the default without cross-video batching (one
+video's views per batch, ``videos_per_gpu``). The baseline runs first, then ``glibc-malloc``.
 """
 from __future__ import annotations
 
@@ -150,10 +152,13 @@ def run_baseline(options: RunOptions, items: list[VideoItem]) -> dict[str, Any]:
     return measure("baseline", extract(extractor, batched(samples(), 1)), timings)
 
 
-def run_featx(name: str, options: RunOptions, items: list[VideoItem]) -> dict[str, Any]:
+def run_featx(name: str, options: RunOptions, items: list[VideoItem], fill_forwards: bool = True) -> dict[str, Any]:
     """featx's run of ``options``, as the command runs it, without writing an output."""
     extraction = Extraction.prepare(options)
-    return measure(name, extraction.results(items), extraction.timings)
+    extraction.fill_forwards = fill_forwards
+    result = measure(name, extraction.results(items), extraction.timings)
+    result["views_per_forward"] = extraction.extractor.forward_size.views
+    return result
 
 
 def rel_diff(vectors: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> float:
@@ -195,11 +200,14 @@ def main() -> None:
             "bf16": replace(base, precision="bf16"),
             "sorted": replace(base, decode_order="sorted"),
             "glibc-malloc": replace(base, keep_freed_memory=False),
+            "unbounded": replace(base, max_memory="1T"),
+            "small-forwards": replace(base, max_memory="64M"),
         }
         first = {"baseline": 0, "glibc-malloc": 1}  # the reference, then the rest of glibc's default allocator
         names = sorted(args.variants.split(","), key=lambda name: first.get(name, 2))
-        results = [run_baseline(base, items) if name == "baseline" else run_featx(name, variants[name], items)
-                   for name in names]
+        results = [run_baseline(base, items) if name == "baseline"
+                   else run_featx(name, base, items, fill_forwards=False) if name == "per-video"
+                   else run_featx(name, variants[name], items) for name in names]
 
     reference = results[0]["vectors"]
     device = select_device(args.device)

@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
     p.add_argument("--precision", choices=sorted(PRECISIONS), default=None,
                    help="compute precision (default fp32, or fp16 on a GPU when the config sets fp16)")
+    p.add_argument("--max-memory", metavar="SIZE",
+                   help="the most memory one forward may take, e.g. 4G or 512M (default: half the memory available "
+                        "on a CPU, at most 1 GiB; 80%% of the free memory on a GPU); views per forward are "
+                        "measured to fit it, the vectors do not change")
     p.add_argument("--workers", type=int, default=None,
                    help="decoding processes (default: data.workers_per_gpu on a CPU; on a GPU, one per core of this "
                         "process's share, at least that); 0 decodes in this process, without a time limit")
@@ -129,7 +133,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         dense_stride=args.dense_stride, cfg_options=args.cfg_options, fuse_conv_bn=args.fuse_conv_bn,
         device=args.device, precision=args.precision, workers=args.workers, video_timeout=args.video_timeout,
         decoder=args.decoder, decode_order=args.decode_order, strict=args.strict, restart=args.restart,
-        launcher=args.launcher, shard=args.shard, shard_by=args.shard_by)
+        launcher=args.launcher, shard=args.shard, shard_by=args.shard_by, max_memory=args.max_memory)
 
 
 def list_models(argv: Sequence[str]) -> int:

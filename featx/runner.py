@@ -34,8 +34,9 @@ from featx.distributed import (LAUNCHER_ENV, DistInfo, broadcast_from_main, gath
                                object_group, shard)
 from featx.errors import UserError
 from featx.extraction import (PER, PRECISIONS, FeatureExtractor, Progress, batched, decode_workers, extract,
-                              prepare_model, resolve_precision, select_device)
+                              filling_forwards, prepare_model, resolve_precision, select_device)
 from featx.hostmem import keep_freed_memory
+from featx.memory import gib, parse_size
 from featx.output import OutputFormat, open_output, sidecar, write_error_report, write_meta
 from featx.registry import DECODERS, FORMATS
 from featx.reuse import Earlier, earlier_output
@@ -82,6 +83,7 @@ class RunOptions:
     shard: str | None = None  # "K/N" or "auto" (Slurm's job array): this run takes the K-th of N slices of the list
     shard_by: str = "count"
     keep_freed_memory: bool = True  # on a CPU, glibc keeps what a forward frees (see featx.hostmem)
+    max_memory: str | None = None  # "4G": the most memory a forward may take (default: sized from what is free)
 
     def check(self) -> None:
         """Refuse values no run can take, in one line each, before any file is read or model loaded."""
@@ -95,6 +97,8 @@ class RunOptions:
                 raise UserError(f"{name}={value!r}: use one of {', '.join(str(a) for a in allowed if a is not None)}")
         if not self.video_timeout > 0:
             raise UserError(f"--video-timeout {self.video_timeout:g}: must be more than 0 seconds")
+        if self.max_memory is not None:
+            parse_size(self.max_memory)
         if self.workers is not None and self.workers < 0:
             raise UserError(f"--workers {self.workers}: must be 0 or more")
         if self.videos is not None and self.video_list is not None:
@@ -151,6 +155,8 @@ class Extraction:
 
     ``timings`` adds up seconds per stage over every video it computed: the pipeline's steps (in the
     decoding workers, overlapping the forward), the copy to the device and the forward.
+    ``fill_forwards``: the views of consecutive videos share forwards up to the memory bound (else
+    ``batch_size`` videos a batch, the config's ``videos_per_gpu``).
     """
 
     options: RunOptions
@@ -162,6 +168,7 @@ class Extraction:
     batch_size: int
     info: DistInfo = field(default_factory=DistInfo)
     timings: dict[str, float] = field(default_factory=dict)
+    fill_forwards: bool = True
 
     @classmethod
     def prepare(cls, options: RunOptions, prepared: tuple[Config, Pipeline, Any] | None = None) -> Extraction:
@@ -178,7 +185,9 @@ class Extraction:
                                                precision=precision)
         settings = LoaderSettings.from_config(cfg)
         workers = decode_workers(options.workers, settings.workers_per_gpu, device)
-        extractor = FeatureExtractor(model, device, precision, normalize, per=options.per)
+        max_memory = None if options.max_memory is None else parse_size(options.max_memory)
+        extractor = FeatureExtractor(model, device, precision, normalize, per=options.per, max_memory=max_memory,
+                                     samples_in_flight=2 * workers)
         return cls(options, cfg, pipeline, extractor, checkpoint_file, workers, max(1, settings.videos_per_gpu), info)
 
     @property
@@ -189,7 +198,15 @@ class Extraction:
         """Every video's result, in list order: decoded in the workers, batched, through the model, its chunks
         joined; ``on_chunk`` sees each chunk's result as it is computed."""
         samples = decoded_samples(VideoDataset(items, self.pipeline), self.workers, self.options.video_timeout)
-        return extract(self.extractor, batched(self._timed(samples), self.batch_size), on_chunk=on_chunk)
+        if self.fill_forwards:
+            batches = filling_forwards(self._timed(samples), self._views_per_forward)
+        else:
+            batches = batched(self._timed(samples), self.batch_size)
+        return extract(self.extractor, batches, on_chunk=on_chunk)
+
+    def _views_per_forward(self) -> int | None:
+        size = self.extractor.forward_size
+        return None if size is None else size.views
 
     def _timed(self, samples: Iterable[Any]) -> Iterator[Any]:
         for sample in samples:
@@ -210,10 +227,13 @@ class Extraction:
         """The start line's account of the model and where it runs."""
         rule = ", a raw-frame config read from videos (featx's rule)" if reads_raw_frames(self.cfg) else ""
         views = describe_views(self.pipeline)
+        bound = self.extractor.max_memory
+        sizing = (f"views per forward sized at the first video to {gib(bound)} (--max-memory)" if bound is not None
+                  else "views per forward sized at the first video from the memory available")
         return (f"config {self.options.config} ({', '.join(filter(None, [self.cfg.model.type, views]))}{rule}); "
                 f"checkpoint {self.checkpoint_file}; {self.extractor.device} ({self.extractor.precision}), "
                 f"{count(self.info.world_size, 'process', 'processes')}, {count(self.workers, 'decoding worker')}"
-                f"{' each' if self.info.world_size > 1 else ''}")
+                f"{' each' if self.info.world_size > 1 else ''}; {sizing}")
 
     def provenance(self, output: OutputFormat, marks: dict[str, Any]) -> dict[str, Any]:
         """What the meta sidecar records of how the output was made (its ``videos`` come from the results)."""
