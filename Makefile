@@ -10,7 +10,7 @@ RUNTIME := $(VENV)/.runtime-stamp
 # plus the test extra
 TESTING := $(VENV)/.test-stamp
 
-.PHONY: demo test runtime-check bench clean
+.PHONY: demo test runtime-check ffmpeg-libs bench clean
 
 $(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,15 @@ runtime-check: $(RUNTIME)  ## the installed command and the demo, with the run-t
 	$(BIN)/featx --help > /dev/null
 	$(BIN)/python -m featx.demo
 
-test: runtime-check  ## the run-time check, then the test extra and the test suite (what CI runs)
+# torchcodec (--decoder torchcodec, in the test extra) loads FFmpeg's shared libraries from the system:
+# installed with apt-get where they are missing and this runs as root; otherwise its tests are skipped.
+ffmpeg-libs:
+	@$(PYTHON) -c "import ctypes.util, sys; sys.exit(ctypes.util.find_library('avcodec') is None)" 2>/dev/null || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg > /dev/null; } || \
+	echo "note: FFmpeg's shared libraries are not installed: --decoder torchcodec cannot run here"
+
+test: runtime-check ffmpeg-libs  ## the run-time check, then the test extra and the test suite (what CI runs)
 	$(MAKE) --no-print-directory $(TESTING)
 	$(BIN)/python -m pytest -q
 

@@ -119,9 +119,10 @@ class LoaderSettings:
         return cls(**{k: int(v) for k, v in merged.items()})
 
 
-def use_dense_sampling(cfg: Config, stride: str) -> None:
+def use_dense_sampling(cfg: Config, stride: str, window: int = 1) -> None:
     """``--dense-stride``: the test pipeline's ``SampleFrames`` becomes a ``StrideSampleFrames`` with the
-    same clip length, frame interval and out-of-bound rule, one clip every ``16`` frames or ``0.5s``."""
+    same clip length, frame interval and out-of-bound rule, one clip every ``16`` frames or ``0.5s``; for a
+    backbone that mixes groups of ``window`` views (its ``view_group``), one window of that many segments."""
     text = stride.strip().lower()
     try:
         option = {"stride_seconds": float(text[:-1])} if text.endswith("s") else {"stride": int(text)}
@@ -136,4 +137,4 @@ def use_dense_sampling(cfg: Config, stride: str) -> None:
     old = pipeline[at[0]]
     pipeline[at[0]] = dict(type="StrideSampleFrames", clip_len=old.get("clip_len"),
                            frame_interval=old.get("frame_interval", 1),
-                           out_of_bound_opt=old.get("out_of_bound_opt", "loop"), **option)
+                           out_of_bound_opt=old.get("out_of_bound_opt", "loop"), window=window, **option)

@@ -37,6 +37,7 @@ from featx.extraction import (PER, PRECISIONS, FeatureExtractor, Progress, batch
                               filling_forwards, prepare_model, resolve_precision, select_device)
 from featx.hostmem import keep_freed_memory
 from featx.memory import gib, parse_size
+from featx.models import view_group
 from featx.output import OutputFormat, open_output, sidecar, write_error_report, write_meta
 from featx.registry import DECODERS, FORMATS
 from featx.reuse import Earlier, earlier_output
@@ -139,8 +140,8 @@ def prepared_config(options: RunOptions) -> tuple[Config, Pipeline, Any]:
     workers run it, and the normalisation the device applies (a final ``Normalize``, or a ``GPUNormalize``
     module hook), if any."""
     cfg = load_config(options.config, options.cfg_options)
-    if options.dense_stride is not None:
-        use_dense_sampling(cfg, options.dense_stride)
+    if options.dense_stride is not None:  # a backbone that mixes views gets windows of whole groups
+        use_dense_sampling(cfg, options.dense_stride, view_group(cfg.model))
     pipeline, normalize = split_normalize(build_pipeline(cfg.data.test.pipeline, decoder=options.decoder,
                                                           decode_order=options.decode_order))
     hooked = GPUNormalize.from_module_hooks(cfg.get("module_hooks"))
@@ -185,6 +186,11 @@ class Extraction:
                                                precision=precision)
         settings = LoaderSettings.from_config(cfg)
         workers = decode_workers(options.workers, settings.workers_per_gpu, device)
+        in_process = [step.backend for step in pipeline.find("open") if not DECODERS.get(step.backend).forks]
+        if workers and in_process:
+            log.info("decoding in this process, not in %s: %s decodes with CUDA, which a forked worker cannot "
+                     "use", count(workers, "worker"), in_process[0])
+            workers = 0
         max_memory = None if options.max_memory is None else parse_size(options.max_memory)
         extractor = FeatureExtractor(model, device, precision, normalize, per=options.per, max_memory=max_memory,
                                      samples_in_flight=2 * workers)

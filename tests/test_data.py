@@ -141,6 +141,20 @@ def test_dense_and_untrimmed_sampling_hand_computed():
     assert untrimmed["frame_inds"].tolist() == [1, 2, 3, 5, 6, 7, 9, 10, 10] and untrimmed["num_clips"] == 3
 
 
+def test_dense_windows_of_whole_view_groups_hand_computed():
+    """--dense-stride on a backbone that mixes groups of 4 views: a window of 4 consecutive segments starts
+    every stride, and chunks of clips hold whole windows."""
+    sampler = dict(type="StrideSampleFrames", clip_len=1, stride=7, window=4, clips_per_chunk=2)
+    results = transform(sampler, total_frames=20, start_index=0)  # last start 20 - 4 = 16: 0, 7, 14
+    assert results["frame_inds"].tolist() == [0, 1, 2, 3, 7, 8, 9, 10, 14, 15, 16, 17]
+    assert (results["num_clips"], results["clip_len"], results["clips_per_chunk"]) == (3, 4, 2)
+    assert TRANSFORMS.build(dict(sampler, clips_per_chunk=None)).clips_per_chunk == 16  # 64 frames: 16 windows
+    two_frame_segments = transform(dict(sampler, clip_len=2, frame_interval=2, window=2), total_frames=16)
+    assert two_frame_segments["frame_inds"].tolist() == [0, 2, 4, 6, 7, 9, 11, 13]  # segments of 2 frames, 2 apart
+    with pytest.raises(UserError, match="window must be a positive int"):
+        TRANSFORMS.build(dict(sampler, window=0))
+
+
 def test_raw_frame_rule_and_flow_refusal():
     cfg = load_config(ROOT / "configs/recognition/tsm/tsm_r50_1x1x8_50e_kinetics400_rgb.py")
     types = [s["type"] for s in cfg.data.test.pipeline]

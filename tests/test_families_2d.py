@@ -10,12 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import ROOT, case_model_cfg, fast_path, randomize_, rel_error
+from helpers import ROOT, case_model_cfg, encode_video, fast_path, gradient_frames, randomize_, rel_error
 from featx.config import load_config
 from featx.errors import UserError
 from featx.models import build_model, fuse_conv_bn
 from featx.models.backbones.mobilenet_v2 import make_divisible
 from featx.models.backbones.resnet_tsm import temporal_shift
+from featx.runner import RunOptions, extract_features
 
 
 
@@ -76,7 +77,7 @@ def test_views_must_come_in_whole_groups_and_chunks_keep_them() -> None:
     whole = randomize_(build_model(cfg))
     assert whole.view_group == 8
     x = torch.randn(1, 16, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    with pytest.raises(ValueError, match="not whole groups of 8"):
+    with pytest.raises(UserError, match="not whole groups of 8"):
         whole.forward_views(x[:, :12])
     expected = whole.forward_views(x)
     for views, rounded in ((3, 8), (10, 8)):  # smaller than a group: rounded up; else down to whole groups
@@ -145,3 +146,33 @@ def test_refusals_are_one_line_user_errors(model: Any, message: str) -> None:
     with pytest.raises(UserError, match=message) as info:
         build_model(model())
     assert "\n" not in str(info.value)
+
+
+# (golden case whose checkpoint it loads, a shipped config with SampleFrames, its cfg_options: 64 px frames)
+DENSE_CASES = {
+    "ResNetTSM": ("tsm_r50_video", "tsm/tsm_r50_video_1x1x8_50e_kinetics400_rgb.py",
+                  {"data.test.pipeline.3.scale": (-1, 64), "data.test.pipeline.4.crop_size": 56}),
+    "TANet": ("tanet_r50_dense_raw", "tanet/tanet_r50_1x1x8_50e_sthv1_rgb.py",  # ThreeCrop: 3 crops a window
+              {"data.test.pipeline.0.twice_sample": False, "data.test.pipeline.2.scale": (-1, 64),
+               "data.test.pipeline.3.crop_size": 64}),
+}
+
+
+@pytest.mark.parametrize("backbone", sorted(DENSE_CASES))
+def test_dense_stride_gives_a_window_of_num_segments_every_stride(backbone, golden_checkpoint, tmp_path) -> None:
+    """--dense-stride 7 with a backbone that mixes its 8 segments: one vector per window of 8 consecutive
+    frames starting every 7, each the vector the config's own sampling gives a video of just those frames."""
+    case, config, cfg_options = DENSE_CASES[backbone]
+    frames = gradient_frames(16)  # windows start at 0 and 7 (a window at 14 would run past the end)
+    lossless = ("libx264rgb", "rgb24", {"qp": "0"})
+    encode_video(tmp_path / "long.mkv", frames, *lossless)
+    for start in (0, 7):
+        encode_video(tmp_path / f"from{start}.mkv", frames[start:start + 8], *lossless)
+    common = dict(config=str(ROOT / "configs/recognition" / config), checkpoint=str(golden_checkpoint(case)),
+                  video_root=str(tmp_path), cfg_options=cfg_options, workers=0)
+    dense = extract_features(RunOptions(videos=["long.mkv"], dense_stride="7", per="clip", **common))
+    assert not dense.failed
+    windows = dense.features["long.mkv"]
+    assert windows.shape == (2, 2048)
+    cut = extract_features(RunOptions(videos=["from0.mkv", "from7.mkv"], **common)).features
+    assert rel_error(windows[0], cut["from0.mkv"]) < 1e-5 and rel_error(windows[1], cut["from7.mkv"]) < 1e-5

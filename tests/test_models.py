@@ -12,7 +12,9 @@ from torch import nn
 
 from helpers import GOLDEN, GOLDEN_CASES, case_model_cfg, randomize_, rel_error
 from featx.errors import UserError
-from featx.models import build_model, fuse_conv_bn
+from featx.models import build_model, fuse_conv_bn, use_onednn_fusion
+from featx.models.layers import ConvBuilder
+from featx.models.residual import BASIC, make_res_layer
 from featx.registry import MODELS as MODEL_REGISTRY
 from featx.models.backbones.resnet import ResNet, torchvision_resnet_to_mmaction
 
@@ -107,6 +109,29 @@ def test_forward_is_mean_of_views(kind_and_model: tuple[str, nn.Module]) -> None
     assert rel_error(model.forward_views(x[:1, 1:]), views[:1, 1:]) < 1e-5
     with pytest.raises(ValueError, match="expects a"):
         model(x[0])
+
+
+@pytest.mark.parametrize("onednn", [False, True])
+@torch.no_grad()
+def test_residual_sum_ends_in_the_injected_activation(onednn: bool) -> None:
+    """A block's activation after the sum is a ReLU unless a family injects another, which the oneDNN
+    kernel (conv + sum + ReLU fused) must then not replace."""
+    def stage(relu: Any = None) -> nn.Sequential:
+        torch.manual_seed(0)
+        layer = make_res_layer(ConvBuilder(2), BASIC, 8, 8, (1, 1), 1, "pytorch", [(1, 1)] * 2, relu=relu)
+        layer = fuse_conv_bn(randomize_(layer).eval())
+        if onednn and not use_onednn_fusion(layer):
+            pytest.skip("no oneDNN convolution kernels on this CPU")
+        return layer
+
+    leaky, plain = stage(lambda: nn.LeakyReLU(0.25)), stage()
+    assert all(isinstance(b.relu, nn.LeakyReLU) for b in leaky) and all(type(b.relu) is nn.ReLU for b in plain)
+    x = torch.randn(1, 8, 6, 6, generator=torch.Generator().manual_seed(4))
+    block = leaky[0]
+    by_hand = nn.functional.leaky_relu(block.conv2(block.conv1(x)) + x, 0.25)
+    assert (by_hand < 0).any()
+    assert rel_error(block(x), by_hand) < 1e-6
+    assert rel_error(plain[0](x), by_hand.clamp(min=0)) < 1e-6
 
 
 @torch.no_grad()

@@ -31,6 +31,7 @@ class VideoInit:
         self.backend = backend or self.default_backend
         if self.backend not in DECODERS:
             raise UserError(f"unknown decoder {self.backend!r} (known: {', '.join(DECODERS.names())})")
+        DECODERS.get(self.backend).library()  # a missing library is one line now, not a failure per video
         self.num_threads = num_threads
 
     def __call__(self, results: dict[str, Any]) -> dict[str, Any]:

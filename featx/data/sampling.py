@@ -105,6 +105,11 @@ class StrideSampleFrames(SampleFrames):
     clip at 0, its indices past the end looped or clamped as ``SampleFrames`` does. The clips are
     decoded ``clips_per_chunk`` at a time (default: 64 frames' worth), so an hour-long video needs
     no more memory than a short one.
+
+    ``window`` > 1 is for a 2D backbone that mixes each group of that many views (TSM, TANet: its
+    ``num_segments``): what starts every stride is then a window of ``window`` consecutive segments of
+    ``clip_len`` frames, one clip of ``window * clip_len`` frames that is one group of views, so a
+    chunk always holds whole groups.
     """
 
     def __init__(
@@ -115,7 +120,12 @@ class StrideSampleFrames(SampleFrames):
         stride_seconds: float | None = None,
         out_of_bound_opt: str = "loop",
         clips_per_chunk: int | None = None,
+        window: int = 1,
     ) -> None:
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise UserError(f"StrideSampleFrames: window must be a positive int, got {window!r}")
+        if isinstance(clip_len, int) and not isinstance(clip_len, bool):
+            clip_len *= window  # a window is one clip of its segments' frames
         super().__init__(clip_len, frame_interval, out_of_bound_opt=out_of_bound_opt)
         if (stride is None) == (stride_seconds is None):
             raise UserError("StrideSampleFrames: give exactly one of stride (frames) and stride_seconds")
@@ -127,10 +137,13 @@ class StrideSampleFrames(SampleFrames):
             raise UserError(f"StrideSampleFrames: clips_per_chunk must be a positive int, got {clips_per_chunk!r}")
         self.stride = stride
         self.stride_seconds = stride_seconds
-        self.clips_per_chunk = clips_per_chunk or max(1, 64 // clip_len)
+        self.window = window
+        self.clips_per_chunk = clips_per_chunk or max(1, 64 // self.clip_len)
 
     def describe_clips(self) -> str:
-        return f"clips every {self.stride} frames" if self.stride is not None else f"clips every {self.stride_seconds:g} s"
+        what = "clips" if self.window == 1 else f"windows of {self.window} segments"
+        every = f"{self.stride} frames" if self.stride is not None else f"{self.stride_seconds:g} s"
+        return f"{what} every {every}"
 
     def dense_offsets(self, total_frames: int, fps: float) -> np.ndarray:
         """First frame of each clip."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import torch
 from torch import nn
 
 from featx.errors import UserError
@@ -15,7 +16,7 @@ from featx.models.recognizers import Recognizer, Recognizer2D, Recognizer3D
 from featx.registry import MODELS
 
 __all__ = ["Recognizer", "Recognizer2D", "Recognizer3D", "build_model", "fuse_conv_bn", "to_channels_last",
-           "use_onednn_fusion"]
+           "use_onednn_fusion", "view_group"]
 
 
 def build_model(model_cfg: Mapping[str, Any]) -> nn.Module:
@@ -26,3 +27,10 @@ def build_model(model_cfg: Mapping[str, Any]) -> nn.Module:
             f"model.type={model_cfg['type']!r} is not a recognizer (Recognizer2D or Recognizer3D)"
         )
     return model.eval()
+
+
+def view_group(model_cfg: Mapping[str, Any]) -> int:
+    """How many neighbouring views the model of ``model_cfg`` mixes (1: none), before any weights exist:
+    the model is built on the meta device (shapes only), so a bad model config is refused here too."""
+    with torch.device("meta"):
+        return build_model(model_cfg).view_group

@@ -1,4 +1,6 @@
-"""Layers built from MMAction2's ``conv_cfg`` / ``norm_cfg`` / ``act_cfg`` dicts, named as mmcv names them.
+"""Layers built from MMAction2's ``conv_cfg`` / ``norm_cfg`` / ``act_cfg`` dicts, named as mmcv names them,
+and the bricks every model family shares: the default layer cfgs (``CONV2D``, ``BN2D``, ``CONV3D``, ``BN3D``,
+``RELU``) and the argument checks (``positive_int``, ``check_pretrained``, ``check_layer_cfgs``).
 
 ``ConvModule`` is mmcv's conv -> norm -> activation unit (``.conv``, ``.bn`` / ``.ln``, ``.activate``),
 with any of groups, bias, norm and activation. Conv, norm and activation types are looked up in
@@ -7,6 +9,7 @@ their own registries, so a family adds its own (``Conv2plus1d``) next to its bac
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Mapping
 
 import torch
@@ -20,6 +23,13 @@ NORM_LAYERS = Registry("norm_cfg")
 ACTIVATIONS = Registry("act_cfg")
 
 IntOrTuple = int | tuple[int, ...]
+
+# MMAction2's default layer cfgs (read-only: a backbone's default argument is shared by every build).
+CONV2D = MappingProxyType({"type": "Conv"})
+BN2D = MappingProxyType({"type": "BN2d", "requires_grad": True})
+CONV3D = MappingProxyType({"type": "Conv3d"})
+BN3D = MappingProxyType({"type": "BN3d", "requires_grad": True})
+RELU = MappingProxyType({"type": "ReLU", "inplace": True})
 
 for _name, _conv in {"Conv": nn.Conv2d, "Conv1d": nn.Conv1d, "Conv2d": nn.Conv2d, "Conv3d": nn.Conv3d}.items():
     CONV_LAYERS.register(_name)(_conv)
@@ -145,13 +155,13 @@ class ConvModule(nn.Module):
             x = getattr(self, self.norm_name)(x)
         return x if self.activate is None else self.activate(x)
 
-    def add_relu(self, x: Tensor, other: Tensor) -> Tensor:
-        """``relu(self(x) + other)``: a residual block's last conv, its shortcut and the block's ReLU
-        (one oneDNN convolution with the sum and ReLU fused in, when enabled)."""
-        if self.onednn:
+    def add_activate(self, x: Tensor, other: Tensor, activate: nn.Module) -> Tensor:
+        """``activate(self(x) + other)``: a residual block's last conv, its shortcut and the block's
+        activation (one oneDNN convolution with the sum and a ReLU fused in, when enabled)."""
+        if self.onednn and type(activate) is nn.ReLU:
             return torch.ops.mkldnn._convolution_pointwise.binary(
                 x, other, *self._onednn_args(), "add", None, "relu", [], "")
-        return torch.relu_(self(x) + other)
+        return activate(self(x) + other)
 
     def _onednn_args(self) -> tuple[Any, ...]:
         conv = self.conv
@@ -193,3 +203,19 @@ def check_layer_cfgs(owner: str, **cfgs: Mapping[str, Any] | None) -> None:
             known = " / ".join(registries[name].names())
             raise UserError(f"{owner}: {name}={dict(cfg) if isinstance(cfg, Mapping) else cfg!r} is not supported "
                             f"(featx builds type {known})")
+
+
+def positive_int(owner: str, name: str, value: Any) -> int:
+    """``value`` if it is an int >= 1 (not a bool); else a UserError naming ``owner`` and ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"{owner}: {name}={value!r} must be a positive int")
+    return value
+
+
+def check_pretrained(owner: str, pretrained: Any) -> None:
+    """featx never downloads or loads weights at build time."""
+    if pretrained is not None:
+        raise UserError(
+            f"{owner}: pretrained={pretrained!r} must be None: featx loads weights only from "
+            "the CHECKPOINT argument"
+        )

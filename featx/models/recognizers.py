@@ -64,9 +64,10 @@ class Recognizer(nn.Module):
                 f"got shape {tuple(imgs.shape)}"
             )
         batches, views = imgs.shape[:2]
-        if views % self.view_group:
-            raise ValueError(f"{views} views per video are not whole groups of {self.view_group} "
-                             f"({type(self.backbone).__name__} mixes each group's views)")
+        if views % self.view_group:  # the config's sampling does not fit its backbone
+            raise UserError(f"{views} views per video are not whole groups of {self.view_group}: "
+                            f"{type(self.backbone).__name__} mixes each group of {self.view_group} views "
+                            f"(its num_segments), so sample a multiple of {self.view_group} clips")
         flat = imgs.reshape((batches * views,) + imgs.shape[2:])
         chunks = flat.split(self.max_testing_views or flat.shape[0])
         return torch.cat([self._pooled(chunk) for chunk in chunks]).reshape(batches, views, -1)

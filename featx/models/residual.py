@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-import torch
 from torch import Tensor, nn
 
 from featx.errors import UserError
@@ -21,16 +20,18 @@ STYLES = ("pytorch", "caffe")
 
 class ResBlock(nn.Module):
     """``relu(convN(...conv1(x)) + shortcut(x))``, then ``non_local_block`` if any; the shortcut is
-    ``downsample`` or the identity. The last conv has no activation of its own."""
+    ``downsample`` or the identity. The last conv has no activation of its own; the one after the sum
+    is ``relu`` (a ReLU unless given: a family may inject another; it has no weights, so no keys)."""
 
     def __init__(self, convs: Sequence[nn.Module], downsample: nn.Module | None = None,
-                 non_local_block: nn.Module | None = None) -> None:
+                 non_local_block: nn.Module | None = None, relu: nn.Module | None = None) -> None:
         super().__init__()
         self.num_convs = len(convs)
         for i, conv in enumerate(convs, 1):
             self.add_module(f"conv{i}", conv)
         self.downsample = downsample
         self.non_local_block = non_local_block
+        self.relu = nn.ReLU(inplace=True) if relu is None else relu
 
     def inner(self, x: Tensor) -> Tensor:
         """Every conv but the last; a block with more between them (X3D's squeeze-excitation) extends it."""
@@ -38,11 +39,17 @@ class ResBlock(nn.Module):
             x = getattr(self, f"conv{i}")(x)
         return x
 
+    def add_shortcut(self, out: Tensor, identity: Tensor) -> Tensor:
+        """``relu(convN(out) + identity)`` (fused into one oneDNN kernel where the last conv can)."""
+        last = getattr(self, f"conv{self.num_convs}")
+        if isinstance(last, ConvModule):
+            return last.add_activate(out, identity, self.relu)
+        return self.relu(last(out) + identity)
+
     def forward(self, x: Tensor) -> Tensor:
         out = self.inner(x)
         identity = x if self.downsample is None else self.downsample(x)
-        last = getattr(self, f"conv{self.num_convs}")
-        out = last.add_relu(out, identity) if isinstance(last, ConvModule) else torch.relu_(last(out) + identity)
+        out = self.add_shortcut(out, identity)
         return out if self.non_local_block is None else self.non_local_block(out)
 
 
@@ -106,12 +113,14 @@ def make_res_layer(
     style: str,
     temporal: Sequence[tuple[int, int]],
     non_local: Sequence[Callable[[int], nn.Module] | None] | None = None,
+    relu: Callable[[], nn.Module] | None = None,
 ) -> nn.Sequential:
     """One stage: ``len(temporal)`` blocks, the first one strided and with the ``downsample`` shortcut.
 
     As in MMAction2, the shortcut exists when the spatial stride is not 1 or the channels change
     (a temporal stride alone does not add one). ``non_local[i]``, when given, makes block ``i``'s
-    ``non_local_block`` from the block's output channels.
+    ``non_local_block`` from the block's output channels; ``relu``, when given, makes each block's
+    activation after the sum (a ReLU otherwise).
     """
     out_planes = planes * kind.expansion
     downsample = None
@@ -124,6 +133,7 @@ def make_res_layer(
             kind.convs(b, inplanes if i == 0 else out_planes, planes, stride if i == 0 else ones, dilation, style, kt),
             downsample if i == 0 else None,
             None if make_after is None else make_after(out_planes),
+            None if relu is None else relu(),
         )
         for i, (kt, make_after) in enumerate(zip(temporal, after))
     ]
@@ -171,15 +181,6 @@ class ResNetBase(nn.Module):
             if i in self.out_indices:
                 outs.append(x)
         return outs[0] if len(outs) == 1 else tuple(outs)
-
-
-def check_pretrained(backbone: str, pretrained: Any) -> None:
-    """featx never downloads or loads weights at build time."""
-    if pretrained is not None:
-        raise UserError(
-            f"{backbone}: pretrained={pretrained!r} must be None: featx loads weights only from "
-            "the CHECKPOINT argument"
-        )
 
 
 def check_arch(backbone: str, depth: int, style: str) -> tuple[BlockKind, tuple[int, ...]]:

@@ -83,20 +83,24 @@ class DividedSpatialAttentionWithNorm(_DividedAttention):
 
 
 class FFN(nn.Module):
-    """mmcv's ``FFN`` (``num_fcs`` linears with the activation between them) plus its identity; with
-    ``norm_cfg``, MMAction2's ``FFNWithNorm``: the input is normalised first, the identity is not."""
+    """mmcv's ``FFN`` (``num_fcs`` linears with the activation between them) plus its identity (unless
+    ``add_identity=False``); with ``norm_cfg``, MMAction2's ``FFNWithNorm``: the input is normalised
+    first, the identity is not."""
 
     def __init__(self, embed_dims: int, feedforward_channels: int, num_fcs: int = 2,
-                 act_cfg: Mapping[str, Any] | None = None, norm_cfg: Mapping[str, Any] | None = None) -> None:
+                 act_cfg: Mapping[str, Any] | None = None, norm_cfg: Mapping[str, Any] | None = None,
+                 add_identity: bool = True) -> None:
         super().__init__()
         act = build_activation(act_cfg or {"type": "ReLU", "inplace": True})
         dims = [embed_dims] + [feedforward_channels] * (num_fcs - 1)
         hidden = [nn.Sequential(nn.Linear(cin, cout), act) for cin, cout in zip(dims, dims[1:])]
         self.layers = nn.Sequential(*hidden, nn.Linear(feedforward_channels, embed_dims))
         self.norm = nn.Identity() if norm_cfg is None else build_norm_layer(norm_cfg, embed_dims)[1]
+        self.add_identity = add_identity
 
     def forward(self, x: Tensor, identity: Tensor | None = None) -> Tensor:
-        return (x if identity is None else identity) + self.layers(self.norm(x))
+        out = self.layers(self.norm(x))
+        return ((x if identity is None else identity) + out) if self.add_identity else out
 
 
 class BaseTransformerLayer(nn.Module):

@@ -24,6 +24,13 @@ class VideoReader(Protocol):
     num_frames: int  # frames the reader counts (decord and OpenCV: the container's; PyAV: decoded)
     avg_fps: float  # 0.0 when the container does not say
     frames_on: ClassVar[str]  # where decoded frames land: "host" (numpy) for every reader so far
+    forks: ClassVar[bool]  # may decode in forked worker processes (False: CUDA decoding, in the main process)
+
+    @staticmethod
+    def library() -> ModuleType:
+        """The decoding library, imported; missing, a UserError saying how to install it (checked when
+        a pipeline is built, before any model loads)."""
+        ...
 
     def get_frames(self, indices: Sequence[int] | np.ndarray, accurate: bool = True,
                    in_order: bool = False) -> np.ndarray:

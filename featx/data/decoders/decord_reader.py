@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from types import ModuleType
 from typing import ClassVar, Sequence
 
 import numpy as np
@@ -20,9 +21,14 @@ class DecordReader:
     """A video opened with ``decord.VideoReader``; frames come back in the order asked for."""
 
     frames_on: ClassVar[str] = "host"
+    forks: ClassVar[bool] = True
+
+    @staticmethod
+    def library() -> ModuleType:
+        return import_backend("decord", "decord==0.6.0")
 
     def __init__(self, path: str, num_threads: int = 1) -> None:
-        decord = import_backend("decord", "decord==0.6.0")
+        decord = self.library()
         self._errors = (decord.DECORDError, RuntimeError, IndexError)
         self.path = path
         check_video_file(path)

@@ -1,6 +1,7 @@
 """OpenCV's ``VideoCapture``, as MMAction2's ``OpenCVInit`` / ``OpenCVDecode`` read it through mmcv."""
 from __future__ import annotations
 
+from types import ModuleType
 from typing import ClassVar, Sequence
 
 import numpy as np
@@ -18,9 +19,14 @@ class OpenCVReader:
     one; a frame OpenCV cannot return (the last ones, on some files) is replaced by the one before."""
 
     frames_on: ClassVar[str] = "host"
+    forks: ClassVar[bool] = True
+
+    @staticmethod
+    def library() -> ModuleType:
+        return import_backend("cv2", "opencv-python-headless")
 
     def __init__(self, path: str, num_threads: int = 1) -> None:
-        self._cv2 = cv2 = import_backend("cv2", "opencv-python-headless")
+        self._cv2 = cv2 = self.library()
         del num_threads  # OpenCV decodes with its own threads
         self.path = path
         check_video_file(path)

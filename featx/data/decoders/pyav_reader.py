@@ -1,6 +1,7 @@
 """PyAV (FFmpeg), as MMAction2's ``PyAVInit`` / ``PyAVDecode``, and featx's ``--decoder pyav``."""
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
@@ -17,9 +18,14 @@ class PyAVReader:
     decodes once to count the frames, then again up to the last frame asked for)."""
 
     frames_on: ClassVar[str] = "host"
+    forks: ClassVar[bool] = True
+
+    @staticmethod
+    def library() -> ModuleType:
+        return import_backend("av", "av")
 
     def __init__(self, path: str, num_threads: int = 1) -> None:
-        self._av = import_backend("av", "av")
+        self._av = self.library()
         self.path = path
         self.num_threads = num_threads
         check_video_file(path)

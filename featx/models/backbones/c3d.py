@@ -2,14 +2,12 @@
 input (N, 3, 16, 112, 112) as in its configs, output ``relu(fc7)``, one 4096-d row per view."""
 from __future__ import annotations
 
-from types import MappingProxyType
 from typing import Any, Mapping
 
 import torch
 from torch import Tensor, nn
 
-from featx.models.layers import ConvBuilder, check_layer_cfgs
-from featx.models.residual import check_pretrained
+from featx.models.layers import CONV3D, RELU, ConvBuilder, check_layer_cfgs, check_pretrained
 from featx.registry import MODELS
 
 # Per stage: its convs (name, input channels, output channels), then its max pool's kernel (= stride)
@@ -21,8 +19,6 @@ STAGES = (
     ((("conv4a", 256, 512), ("conv4b", 512, 512)), (2, 2, 2), 0),
     ((("conv5a", 512, 512), ("conv5b", 512, 512)), (2, 2, 2), (0, 1, 1)),
 )
-_CONV3D = MappingProxyType({"type": "Conv3d"})
-_RELU = MappingProxyType({"type": "ReLU"})
 
 
 @MODELS.register()
@@ -46,7 +42,7 @@ class C3D(nn.Module):
         super().__init__()
         del style, dropout_ratio, init_std  # unused by MMAction2's C3D / training only / initialisation
         check_pretrained("C3D", pretrained)
-        conv_cfg, act_cfg = conv_cfg or _CONV3D, act_cfg or _RELU
+        conv_cfg, act_cfg = conv_cfg or CONV3D, act_cfg or RELU
         check_layer_cfgs("C3D", conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)
         b = ConvBuilder(3, conv_cfg, norm_cfg, act_cfg)
         self.order: list[str] = []  # the convs and pools, in the order they run

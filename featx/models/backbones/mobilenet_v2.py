@@ -8,9 +8,8 @@ from typing import Any, Mapping, Sequence
 from torch import Tensor, nn
 
 from featx.errors import UserError
-from featx.models.backbones.resnet_tsm import TemporalShift, positive_int
-from featx.models.layers import ConvModule, check_layer_cfgs
-from featx.models.residual import check_pretrained
+from featx.models.backbones.resnet_tsm import TemporalShift
+from featx.models.layers import ConvModule, check_layer_cfgs, check_pretrained, positive_int
 from featx.registry import MODELS
 
 _CONV = MappingProxyType({"type": "Conv"})

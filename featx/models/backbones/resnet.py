@@ -3,20 +3,14 @@ of torchvision's ResNet weights to its names."""
 from __future__ import annotations
 
 import re
-from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 
 from torch import Tensor, nn
 
 from featx.errors import UserError
-from featx.models.layers import ConvBuilder, check_layer_cfgs
-from featx.models.residual import ResNetBase, check_arch, check_pretrained, check_stages, make_res_layer
+from featx.models.layers import BN2D, CONV2D, RELU, ConvBuilder, check_layer_cfgs, check_pretrained
+from featx.models.residual import ResNetBase, check_arch, check_stages, make_res_layer
 from featx.registry import MODELS
-
-_CONV2D = MappingProxyType({"type": "Conv"})
-_BN2D = MappingProxyType({"type": "BN2d", "requires_grad": True})
-RELU = MappingProxyType({"type": "ReLU", "inplace": True})
-
 
 @MODELS.register()
 class ResNet(ResNetBase):
@@ -34,8 +28,8 @@ class ResNet(ResNetBase):
         dilations: Sequence[int] = (1, 1, 1, 1),
         style: str = "pytorch",
         frozen_stages: int = -1,
-        conv_cfg: Mapping[str, Any] | None = _CONV2D,
-        norm_cfg: Mapping[str, Any] | None = _BN2D,
+        conv_cfg: Mapping[str, Any] | None = CONV2D,
+        norm_cfg: Mapping[str, Any] | None = BN2D,
         act_cfg: Mapping[str, Any] | None = RELU,
         norm_eval: bool = False,
         partial_bn: bool = False,

@@ -2,21 +2,18 @@
 from __future__ import annotations
 
 import functools
-from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 from torch import nn
 
 from featx.errors import UserError
-from featx.models.backbones.resnet import RELU
-from featx.models.layers import ConvBuilder, check_layer_cfgs
+from featx.models.layers import BN3D, CONV3D, RELU, ConvBuilder, check_layer_cfgs, check_pretrained
 from featx.models.non_local import NonLocal3d
 from featx.models.residual import (
     BASIC,
     BlockKind,
     ResNetBase,
     check_arch,
-    check_pretrained,
     check_relu,
     check_stages,
     make_res_layer,
@@ -24,8 +21,6 @@ from featx.models.residual import (
 from featx.registry import MODELS
 
 INFLATE_STYLES = ("3x1x1", "3x3x3")
-CONV3D = MappingProxyType({"type": "Conv3d"})
-BN3D = MappingProxyType({"type": "BN3d", "requires_grad": True})
 
 
 def _triple(value: int | Sequence[int]) -> tuple[int, int, int]:

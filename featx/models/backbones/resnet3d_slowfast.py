@@ -10,10 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from featx.errors import UserError
-from featx.models.backbones.resnet import RELU
-from featx.models.backbones.resnet3d import BN3D, CONV3D, ResNet3d
-from featx.models.layers import ConvModule
-from featx.models.residual import check_pretrained
+from featx.models.backbones.resnet3d import ResNet3d
+from featx.models.layers import BN3D, CONV3D, RELU, ConvModule, check_pretrained
 from featx.registry import MODELS
 
 

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from featx.errors import UserError
 from featx.models.backbones.resnet import ResNet
+from featx.models.layers import positive_int
 from featx.models.non_local import NonLocal3d
 from featx.models.residual import ResBlock
 from featx.registry import MODELS, check_arguments
@@ -70,12 +71,6 @@ class NL3DWrapper(nn.Module):
         x = x.view(n // self.num_segments, self.num_segments, c, h, w).transpose(1, 2).contiguous()
         x = self.non_local_block(x)
         return x.transpose(1, 2).contiguous().view(n, c, h, w)
-
-
-def positive_int(backbone: str, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(f"{backbone}: {name}={value!r} must be a positive int")
-    return value
 
 
 def _non_local_flags(non_local: Any, stage_sizes: Sequence[int]) -> list[list[bool]]:

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from featx.errors import UserError
 from featx.models.backbones.resnet import ResNet
-from featx.models.backbones.resnet_tsm import positive_int
+from featx.models.layers import positive_int
 from featx.models.residual import ARCH_SETTINGS, BOTTLENECK, ResBlock
 from featx.registry import MODELS, check_arguments
 
@@ -77,7 +77,7 @@ class TABlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         block = self.block
         identity = x if block.downsample is None else block.downsample(x)
-        return block.conv3.add_relu(block.conv2(self.tam(block.conv1(x))), identity)
+        return block.add_shortcut(block.conv2(self.tam(block.conv1(x))), identity)
 
 
 @MODELS.register()

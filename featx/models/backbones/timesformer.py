@@ -10,8 +10,7 @@ from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
 from featx.errors import UserError
-from featx.models.layers import build_norm_layer, check_layer_cfgs
-from featx.models.residual import check_pretrained
+from featx.models.layers import build_norm_layer, check_layer_cfgs, check_pretrained
 from featx.models.transformer import (
     FFN,
     BaseTransformerLayer,

@@ -9,10 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from featx.errors import UserError
-from featx.models.backbones.resnet import RELU
-from featx.models.backbones.resnet3d import BN3D, CONV3D
-from featx.models.layers import ConvBuilder, ConvModule, Swish, check_layer_cfgs
-from featx.models.residual import ResBlock, check_pretrained, check_relu
+from featx.models.layers import BN3D, CONV3D, RELU, ConvBuilder, ConvModule, Swish, check_layer_cfgs, check_pretrained
+from featx.models.residual import ResBlock, check_relu
 from featx.registry import MODELS
 
 SE_STYLES = ("all", "half")

@@ -11,9 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from featx.errors import UserError
-from featx.models.backbones.resnet import RELU
-from featx.models.backbones.resnet3d import BN3D, CONV3D
-from featx.models.layers import ConvModule, check_layer_cfgs
+from featx.models.layers import BN3D, CONV3D, RELU, ConvModule, check_layer_cfgs
 from featx.registry import MODELS, check_arguments
 
 FLOW_TYPES = ("cascade", "parallel")
