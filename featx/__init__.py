@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 __version__ = "0.1.0"
 
-from featx.output import FeatureFile, load  # noqa: E402  (the API for reading results back)
+from featx.outputs import FeatureFile, load  # noqa: E402  (the API for reading results back)
 
 if TYPE_CHECKING:
     from featx.runner import Extracted
@@ -15,7 +15,7 @@ __all__ = ["FeatureFile", "extract", "load"]
 
 def extract(config: str, checkpoint: str, videos: Sequence[str] | None = None, **options: Any) -> Extracted:
     """Features of ``videos`` (paths, relative to ``video_root=`` if given) with an MMAction2 config and
-    checkpoint, as the ``featx`` command computes them; every other option is a ``featx.runner.RunOptions``
+    checkpoint, as the ``featx`` command computes them; every other option is a ``featx.options.RunOptions``
     field (``video_list=``, ``device=``, ``per=``, ``precision=``, ...). With ``out=`` the output is written
     too (resumable, reused by a rerun). Bad input raises ``featx.errors.UserError``.
 

@@ -4,88 +4,45 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import sys
+import textwrap
 from typing import Any, Sequence
 
 import torch.distributed as dist
-from mmengine.config import DictAction
 
 from featx import __version__
-from featx.data.video_list import VIDEO_EXTENSIONS
-from featx.distributed import LAUNCHER_ENV, DistInfo, launcher_info
+from featx.distributed import DistInfo, launcher_info
 from featx.errors import UserError
-from featx.extraction import PRECISIONS
 from featx.merge import merge
 from featx.model_index import find_model, models, resolve_model, table
-from featx.registry import DECODERS, FORMATS
-from featx.runner import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_VIDEOS_FAILED, RunOptions, run
-from featx.shards import SHARD_BY
+from featx.options import RunOptions, add_arguments, options_given
+from featx.registry import FORMATS
+from featx.runner import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_VIDEOS_FAILED, run
 
 log = logging.getLogger("featx")
 
 
+COMMANDS = """\
+  featx CONFIG [CHECKPOINT] --out OUT ...  extract the features (the options below)
+  featx models [WORD ...]                  list the models featx knows by name
+  featx merge --out OUT SHARD ...          join the outputs of a run's shards"""
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The ``featx`` command's parser: each run option from its :class:`RunOptions` field, then the command's own."""
     p = argparse.ArgumentParser(
-        prog="featx",
-        description="Extract one clip-level feature vector per video with an MMAction2 config and checkpoint.",
-        epilog="Exit status: 0 every video written; 1 some videos failed (the others are written, the failures "
-               "listed in OUT.errors.json), or --strict stopped at a failure; 2 bad input (one line says what); "
-               "130 interrupted (finished videos are kept in OUT.partial: run the same command to resume).",
+        prog="featx", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Extract one clip-level feature vector per video with an MMAction2 config and checkpoint.\n\n"
+                    f"commands:\n{COMMANDS}",
+        epilog=textwrap.fill(
+            "Exit status: 0 every video written; 1 some videos failed (the others are written, the failures "
+            "listed in OUT.errors.json), or --strict stopped at a failure; 2 bad input (one line says what); "
+            "130 interrupted (finished videos are kept in OUT.partial: run the same command to resume).",
+            shutil.get_terminal_size().columns - 2),
     )
-    p.add_argument("config", help="MMAction2-style Python config file, or a model name (`featx models` lists them)")
-    p.add_argument("checkpoint", nargs="?",
-                   help="checkpoint file or http(s):// URL (cached in torch's hub folder); a model name has its own")
-    p.add_argument("--video-list", help="text file, one video path per line (relative to --video-root, or absolute); "
-                                        "without it, every video file under --video-root, sorted")
-    p.add_argument("--video-root", default="", help="folder the listed paths are relative to")
-    p.add_argument("--video-ext", default=",".join(VIDEO_EXTENSIONS),
-                   help="file suffixes taken when --video-root is walked (default: %(default)s)")
-    p.add_argument("--out", required=True,
-                   help="output: .pkl/.pickle (dict of float32 arrays), .json, .npz, .h5, or a folder (ending in /) "
-                        "of .npy files; OUT.meta.json says how it was made")
-    p.add_argument("--out-format", choices=FORMATS.names(),
-                   help="output format instead of --out's suffix; 'list' writes MMAction2's list in list order")
-    per = p.add_mutually_exclusive_group()
-    per.add_argument("--per-clip", dest="per", action="store_const", const="clip", default="video",
-                     help="one vector per sampled clip (averaged over its crops): arrays (clips, D)")
-    per.add_argument("--per-view", dest="per", action="store_const", const="view",
-                     help="one vector per clip and crop: arrays (clips, crops, D)")
-    p.add_argument("--dense-stride", metavar="N|Ns",
-                   help="sample clips over the whole video, one every N frames (16) or N seconds (0.5s), "
-                        "instead of the config's num_clips (memory-bounded for long videos)")
-    p.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
-                   help="override config values, e.g. data.workers_per_gpu=4 model.test_cfg.max_testing_views=10")
-    p.add_argument("--fuse-conv-bn", action=argparse.BooleanOptionalAction, default=True,
-                   help="fold BatchNorm into the convolutions (default on: same vectors to float rounding, faster)")
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
-    p.add_argument("--precision", choices=sorted(PRECISIONS), default=None,
-                   help="compute precision (default fp32, or fp16 on a GPU when the config sets fp16)")
-    p.add_argument("--max-memory", metavar="SIZE",
-                   help="the most memory one forward may take, e.g. 4G or 512M (default: half the memory available "
-                        "on a CPU, at most 1 GiB; 80%% of the free memory on a GPU); views per forward are "
-                        "measured to fit it, the vectors do not change")
-    p.add_argument("--workers", type=int, default=None,
-                   help="decoding processes (default: data.workers_per_gpu on a CPU; on a GPU, one per core of this "
-                        "process's share, at least that); 0 decodes in this process, without a time limit")
-    p.add_argument("--video-timeout", type=float, default=300.0,
-                   help="seconds one video (or one chunk of a dense-sampled one) may take to decode before its worker "
-                     "is killed and the video skipped (default 300)")
-    p.add_argument("--decoder", choices=DECODERS.names(),
-                   help="video decoder instead of the config's (DecordInit: decord, as the reference; PyAVInit: pyav, "
-                        "which honours mp4 edit lists; OpenCVInit: opencv)")
-    p.add_argument("--decode-order", choices=["list", "sorted"], default="list",
-                   help="ask the decoder for frames in the sampler's order (default, as the reference) or sorted "
-                        "(fewer seeks: faster for multi-frame clips, but see the README for damaged files)")
-    p.add_argument("--strict", action="store_true", help="stop at the first video that fails (exit 1)")
-    p.add_argument("--restart", action="store_true", help="discard results of an earlier interrupted run instead of resuming")
-    p.add_argument("--launcher", choices=["none", *LAUNCHER_ENV], default="none", help="job launcher (see README)")
-    p.add_argument("--shard", metavar="K/N|auto",
-                   help="take the K-th (from 0) of N contiguous slices of the list, the same on every machine, and "
-                        "write OUT's stem.shard-KKKK-of-NNNN output beside OUT (join them with `featx merge`); "
-                        "auto: Slurm's SLURM_ARRAY_TASK_ID of SLURM_ARRAY_TASK_COUNT")
-    p.add_argument("--shard-by", choices=SHARD_BY, default="count",
-                   help="balance the shards by number of videos (default) or by the videos' file sizes")
+    add_arguments(p)
     p.add_argument("--local-rank", "--local_rank", dest="local_rank", type=int, default=0,
                    help="set by older launchers; torchrun uses LOCAL_RANK")
     p.add_argument("--gpu-collect", action="store_true", help=argparse.SUPPRESS)
@@ -121,19 +78,14 @@ def setup_logging(debug: bool, info: DistInfo | None = None) -> None:
 def options_from(args: argparse.Namespace) -> RunOptions:
     """The run the command line asks for; a model name in place of CONFIG stands for its config and
     official checkpoint (a CHECKPOINT after it replaces the official one)."""
-    config, checkpoint = args.config, args.checkpoint
+    given = options_given(args)
+    config, checkpoint = given["config"], given.get("checkpoint")
     if not os.path.exists(config) and (checkpoint is None or find_model(config) is not None):
         entry = resolve_model(config)
         config, checkpoint = str(entry.config_path), checkpoint or entry.checkpoint
     if checkpoint is None:
         raise UserError("give CHECKPOINT after CONFIG (a file or URL), or a model name from `featx models` alone")
-    return RunOptions(
-        config=config, checkpoint=checkpoint, out=args.out, video_list=args.video_list, video_root=args.video_root,
-        video_ext=tuple(args.video_ext.split(",")), out_format=args.out_format, per=args.per,
-        dense_stride=args.dense_stride, cfg_options=args.cfg_options, fuse_conv_bn=args.fuse_conv_bn,
-        device=args.device, precision=args.precision, workers=args.workers, video_timeout=args.video_timeout,
-        decoder=args.decoder, decode_order=args.decode_order, strict=args.strict, restart=args.restart,
-        launcher=args.launcher, shard=args.shard, shard_by=args.shard_by, max_memory=args.max_memory)
+    return RunOptions(**{**given, "config": config, "checkpoint": checkpoint})
 
 
 def list_models(argv: Sequence[str]) -> int:

@@ -19,7 +19,7 @@ from featx.config import load_config
 from featx.errors import UserError
 from featx.model_index import CONFIGS
 from featx.models import build_model
-from featx.output import load
+from featx.outputs import load
 from featx.runner import EXIT_USAGE, RunOptions, run
 
 log = logging.getLogger("featx.demo")

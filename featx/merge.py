@@ -11,18 +11,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import numpy as np
-
 from featx.data.video_list import read_video_list
 from featx.errors import UserError
-from featx.output import DirFormat, OutputFormat, meta_path, open_output, write_error_report, write_meta
+from featx.outputs import OutputFormat, Row, meta_path, open_output, write_error_report, write_meta
 from featx.registry import FORMATS
 from featx.shards import Shard, list_digest
 from featx.store import differences
@@ -199,58 +196,37 @@ def whole_list(video_list: str | None, shard: ShardOutput) -> list[str] | None:
 
 
 def write_arrays(output: OutputFormat, segments: list[Segment]) -> tuple[list[tuple[str, str]], int]:
-    """Write the output from the shards, one shard's arrays at a time (a dict format's are all held for its
-    write; a folder's are linked from a folder shard); return the failures, in list order, and how many
-    videos were written."""
-    arrays: dict[str, np.ndarray] = {}
+    """Write the output from the shards, one shard's arrays read at a time (as ``output.taken`` gives them: a
+    folder links a folder shard's files); return the failures, in list order, and how many videos were written."""
     failures: list[tuple[str, str]] = []
     written = 0
-    for segment in segments:
-        source = segment.source
-        if source is None:
-            failures.extend((key, segment.reason) for key in segment.keys)
-            continue
-        taken = set(segment.keys)
-        failures.extend((f["video"], f["reason"]) for f in source.failed if f["video"] in taken)
-        meta = source.full_meta()
-        held = [key for key in segment.keys if key in meta["videos"]]
-        written += len(held)
-        if isinstance(output, DirFormat) and meta["format"] == "dir":
-            for key in held:
-                _link(source.path / meta["videos"][key]["file"], output.path / output.entry(key)["file"])
-            continue
-        features = FORMATS.get(meta["format"]).read(source.path, meta)
-        for key in held:
-            if output.streams:
-                output.add(key, features[key])
-            else:
-                arrays[key] = features[key]
-        del features, meta  # before the next shard's are read
-    output.write(arrays)
+
+    def rows() -> Iterator[Row]:
+        nonlocal written
+        for segment in segments:
+            source = segment.source
+            if source is None:
+                failures.extend((key, segment.reason) for key in segment.keys)
+                continue
+            taken = set(segment.keys)
+            failures.extend((f["video"], f["reason"]) for f in source.failed if f["video"] in taken)
+            meta = source.full_meta()
+            held = [key for key in segment.keys if key in meta["videos"]]
+            written += len(held)
+            yield from output.taken(source.path, meta, held)
+
+    output.write(rows())
     return failures, written
 
 
-def _link(source: Path, target: Path) -> None:
-    """``target`` becomes a hard link to ``source`` (a copy across file systems), atomically."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.merge")
-    temporary.unlink(missing_ok=True)
-    try:
-        os.link(source, temporary)
-    except OSError:
-        shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
-
-
 def entries(output: OutputFormat, segments: list[Segment]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Each written video's meta entry, in list order, read from one shard's sidecar at a time; a folder
-    shard's ``file`` becomes where the video is in this output."""
+    """Each written video's meta entry, in list order, read from one shard's sidecar at a time, saying where
+    the video is in this output."""
     for segment in segments:
         if segment.source is None:
             continue
         videos = segment.source.full_meta()["videos"]
         for key in segment.keys:
             if key in videos:
-                entry = {name: value for name, value in videos[key].items() if name != "file"}
-                yield key, {**output.entry(key), **entry}
+                yield key, output.relocated(key, videos[key])
 

@@ -15,12 +15,15 @@ class Registry:
     """Maps the ``type`` names used in configs to classes or factory functions.
 
     ``providers`` are the packages whose modules register into it: every lookup imports them all
-    first, so what is registered never depends on which modules happened to be imported.
+    first, so what is registered never depends on which modules happened to be imported. ``check``,
+    when set (by the module that defines what an entry must be), sees each ``(name, factory)`` as it
+    is registered and raises TypeError on one that breaks the registry's contract.
     """
 
     def __init__(self, kind: str, providers: Sequence[str] = ()) -> None:
         self.kind = kind
         self.providers = tuple(providers)
+        self.check: Callable[[str, Callable[..., Any]], None] | None = None
         self._factories: dict[str, Callable[..., Any]] = {}
         self._loaded = not self.providers
 
@@ -31,6 +34,8 @@ class Registry:
             key = name or factory.__name__
             if key in self._factories:
                 raise KeyError(f"{self.kind} {key!r} is registered twice")
+            if self.check is not None:
+                self.check(key, factory)
             self._factories[key] = factory
             return factory
 
@@ -99,4 +104,4 @@ def check_arguments(factory: Callable[..., Any], args: Sequence[Any], kwargs: Ma
 MODELS = Registry("model", providers=("featx.models",))
 TRANSFORMS = Registry("transform", providers=("featx.data",))
 DECODERS = Registry("decoder", providers=("featx.data",))
-FORMATS = Registry("output format", providers=("featx.output",))
+FORMATS = Registry("output format", providers=("featx.outputs",))

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from featx.errors import UserError
-from featx.output import OutputFormat, meta_path
+from featx.outputs import OutputFormat, meta_path
 from featx.store import differences
 from featx.wording import count
 

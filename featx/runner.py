@@ -27,91 +27,28 @@ from featx import __version__
 from featx.checkpoint import file_sha256
 from featx.config import LoaderSettings, load_config, reads_raw_frames, use_dense_sampling
 from featx.data import Pipeline, VideoDataset, VideoItem, build_pipeline, decoded_samples, find_videos, read_video_list
-from featx.data.pipeline import describe_views, split_normalize
+from featx.data.pipeline import Role, describe_views, split_normalize
 from featx.data.transforms import GPUNormalize
-from featx.data.video_list import VIDEO_EXTENSIONS
-from featx.distributed import (LAUNCHER_ENV, DistInfo, broadcast_from_main, gather_to_main, init_distributed, leave,
+from featx.distributed import (DistInfo, broadcast_from_main, gather_to_main, init_distributed, leave,
                                object_group, shard)
 from featx.errors import UserError
-from featx.extraction import (PER, PRECISIONS, FeatureExtractor, Progress, batched, decode_workers, extract,
-                              filling_forwards, prepare_model, resolve_precision, select_device)
+from featx.extraction import (FeatureExtractor, Progress, batched, decode_workers, extract, filling_forwards,
+                              prepare_model, resolve_precision, select_device)
 from featx.hostmem import keep_freed_memory
 from featx.memory import gib, parse_size
 from featx.models import view_group
-from featx.output import OutputFormat, open_output, sidecar, write_error_report, write_meta
-from featx.registry import DECODERS, FORMATS
+from featx.options import Resolved, RunOptions
+from featx.outputs import OutputFormat, Row, open_output, sidecar, write_error_report, write_meta
+from featx.registry import DECODERS, FORMATS, TRANSFORMS
 from featx.reuse import Earlier, earlier_output
 from featx.result import VideoResult
-from featx.shards import SHARD_BY, ShardSlice, parse_shard
+from featx.shards import ShardSlice, parse_shard
 from featx.store import PartialStore, fingerprint
 from featx.wording import count
 
 log = logging.getLogger("featx")
 
 EXIT_OK, EXIT_VIDEOS_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-DECODE_ORDERS = ("list", "sorted")
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """What a run is asked to do (the ``featx`` command's flags; ``featx --help`` says what each means).
-
-    ``videos`` lists the videos directly (Python callers), instead of ``video_list``; without either,
-    every video file under ``video_root`` is taken. ``out`` None keeps the results in memory.
-    """
-
-    config: str
-    checkpoint: str
-    out: str | None = None
-    video_list: str | None = None
-    videos: Sequence[str] | None = None
-    video_root: str = ""
-    video_ext: Sequence[str] = VIDEO_EXTENSIONS
-    out_format: str | None = None
-    per: str = "video"
-    dense_stride: str | None = None
-    cfg_options: Mapping[str, Any] = field(default_factory=dict)
-    fuse_conv_bn: bool = True
-    device: str | None = None
-    precision: str | None = None
-    workers: int | None = None
-    video_timeout: float = 300.0
-    decoder: str | None = None
-    decode_order: str = "list"
-    strict: bool = False
-    restart: bool = False
-    launcher: str = "none"
-    shard: str | None = None  # "K/N" or "auto" (Slurm's job array): this run takes the K-th of N slices of the list
-    shard_by: str = "count"
-    keep_freed_memory: bool = True  # on a CPU, glibc keeps what a forward frees (see featx.hostmem)
-    max_memory: str | None = None  # "4G": the most memory a forward may take (default: sized from what is free)
-
-    def check(self) -> None:
-        """Refuse values no run can take, in one line each, before any file is read or model loaded."""
-        choices = {"per": (self.per, PER), "decode_order": (self.decode_order, DECODE_ORDERS),
-                   "launcher": (self.launcher, ("none", *LAUNCHER_ENV)),
-                   "precision": (self.precision, (None, *PRECISIONS)),
-                   "decoder": (self.decoder, (None, *DECODERS.names())),
-                   "out_format": (self.out_format, (None, *FORMATS.names())), "shard_by": (self.shard_by, SHARD_BY)}
-        for name, (value, allowed) in choices.items():
-            if value not in allowed:
-                raise UserError(f"{name}={value!r}: use one of {', '.join(str(a) for a in allowed if a is not None)}")
-        if not self.video_timeout > 0:
-            raise UserError(f"--video-timeout {self.video_timeout:g}: must be more than 0 seconds")
-        if self.max_memory is not None:
-            parse_size(self.max_memory)
-        if self.workers is not None and self.workers < 0:
-            raise UserError(f"--workers {self.workers}: must be 0 or more")
-        if self.videos is not None and self.video_list is not None:
-            raise UserError("give the videos or a video list, not both")
-        if self.out is None and self.launcher != "none":
-            raise UserError("a distributed run writes an output: give out")
-        if self.shard is not None:
-            parse_shard(self.shard)
-            if self.out is None:
-                raise UserError("a shard writes an output of its own beside out: give out")
-
-
 def listed_videos(options: RunOptions) -> list[VideoItem]:
     """The videos to extract: ``videos``, the video list's lines, or every video file under ``video_root``."""
     root = options.video_root
@@ -145,9 +82,19 @@ def prepared_config(options: RunOptions) -> tuple[Config, Pipeline, Any]:
     pipeline, normalize = split_normalize(build_pipeline(cfg.data.test.pipeline, decoder=options.decoder,
                                                           decode_order=options.decode_order))
     hooked = GPUNormalize.from_module_hooks(cfg.get("module_hooks"))
-    if hooked is not None and (normalize is not None or pipeline.find("normalize")):
+    if hooked is not None and (normalize is not None or pipeline.find(Role.NORMALIZE)):
         raise UserError("the config normalises twice (a Normalize step and a GPUNormalize module hook): keep one")
     return cfg, pipeline, normalize or hooked
+
+
+def resolved_decoder(requested: str | None, pipeline_cfg: Sequence[Mapping[str, Any]]) -> str:
+    """The backend that opens the videos: ``--decoder`` if given, else the config's opening step's own;
+    "none" when no step opens a video (the config is checked already)."""
+    for step in pipeline_cfg:
+        factory = TRANSFORMS.get(step["type"])
+        if factory.role is Role.OPEN:
+            return requested or factory.default_backend
+    return "none"
 
 
 @dataclass
@@ -165,7 +112,7 @@ class Extraction:
     pipeline: Pipeline
     extractor: FeatureExtractor
     checkpoint_file: Path
-    workers: int
+    resolved: Resolved
     batch_size: int
     info: DistInfo = field(default_factory=DistInfo)
     timings: dict[str, float] = field(default_factory=dict)
@@ -185,25 +132,23 @@ class Extraction:
         model, checkpoint_file = prepare_model(cfg, options.checkpoint, device, fuse=options.fuse_conv_bn,
                                                precision=precision)
         settings = LoaderSettings.from_config(cfg)
+        decoder = resolved_decoder(options.decoder, cfg.data.test.pipeline)
         workers = decode_workers(options.workers, settings.workers_per_gpu, device)
-        in_process = [step.backend for step in pipeline.find("open") if not DECODERS.get(step.backend).forks]
-        if workers and in_process:
+        if workers and decoder != "none" and not DECODERS.get(decoder).forks:
             log.info("decoding in this process, not in %s: %s decodes with CUDA, which a forked worker cannot "
-                     "use", count(workers, "worker"), in_process[0])
+                     "use", count(workers, "worker"), decoder)
             workers = 0
+        resolved = Resolved(decoder=decoder, precision=precision, device=str(device), workers=workers,
+                            video_root=os.path.abspath(options.video_root))
         max_memory = None if options.max_memory is None else parse_size(options.max_memory)
         extractor = FeatureExtractor(model, device, precision, normalize, per=options.per, max_memory=max_memory,
                                      samples_in_flight=2 * workers)
-        return cls(options, cfg, pipeline, extractor, checkpoint_file, workers, max(1, settings.videos_per_gpu), info)
-
-    @property
-    def decoder(self) -> str:
-        return next((step.backend for step in self.pipeline.find("open")), "none")
+        return cls(options, cfg, pipeline, extractor, checkpoint_file, resolved, max(1, settings.videos_per_gpu), info)
 
     def results(self, items: Sequence[VideoItem], on_chunk: Any = None) -> Iterator[VideoResult]:
         """Every video's result, in list order: decoded in the workers, batched, through the model, its chunks
         joined; ``on_chunk`` sees each chunk's result as it is computed."""
-        samples = decoded_samples(VideoDataset(items, self.pipeline), self.workers, self.options.video_timeout)
+        samples = decoded_samples(VideoDataset(items, self.pipeline), self.resolved.workers, self.options.video_timeout)
         if self.fill_forwards:
             batches = filling_forwards(self._timed(samples), self._views_per_forward)
         else:
@@ -223,11 +168,8 @@ class Extraction:
 
     def fingerprint(self, folder_output: bool) -> dict[str, Any]:
         """What decides the vectors (the partial store and the meta sidecar record it; a rerun compares it)."""
-        o = self.options
         return fingerprint(self.cfg.model.to_dict(), self.cfg.data.test.pipeline, file_sha256(self.checkpoint_file),
-                           precision=self.extractor.precision, fuse_conv_bn=o.fuse_conv_bn, decoder=self.decoder,
-                           decode_order=o.decode_order, video_root=os.path.abspath(o.video_root), per=o.per,
-                           folder_output=folder_output)
+                           **self.options.fingerprinted(self.resolved), folder_output=folder_output)
 
     def describe(self) -> str:
         """The start line's account of the model and where it runs."""
@@ -237,13 +179,13 @@ class Extraction:
         sizing = (f"views per forward sized at the first video to {gib(bound)} (--max-memory)" if bound is not None
                   else "views per forward sized at the first video from the memory available")
         return (f"config {self.options.config} ({', '.join(filter(None, [self.cfg.model.type, views]))}{rule}); "
-                f"checkpoint {self.checkpoint_file}; {self.extractor.device} ({self.extractor.precision}), "
-                f"{count(self.info.world_size, 'process', 'processes')}, {count(self.workers, 'decoding worker')}"
+                f"checkpoint {self.checkpoint_file}; {self.resolved.device} ({self.resolved.precision}), "
+                f"{count(self.info.world_size, 'process', 'processes')}, {count(self.resolved.workers, 'decoding worker')}"
                 f"{' each' if self.info.world_size > 1 else ''}; {sizing}")
 
     def provenance(self, output: OutputFormat, marks: dict[str, Any]) -> dict[str, Any]:
         """What the meta sidecar records of how the output was made (its ``videos`` come from the results)."""
-        o = self.options
+        o, resolved = self.options, self.resolved
         return {
             "featx_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -253,13 +195,13 @@ class Extraction:
             "checkpoint": o.checkpoint,
             "checkpoint_file": str(self.checkpoint_file),
             "checkpoint_sha256": marks["checkpoint sha256"],
-            "precision": self.extractor.precision,
-            "device": str(self.extractor.device),
+            "precision": resolved.precision,
+            "device": resolved.device,
             "processes": self.info.world_size,
-            "decoder": self.decoder,
+            "decoder": resolved.decoder,
             "decode_order": o.decode_order,
             "fuse_conv_bn": o.fuse_conv_bn,
-            "video_root": os.path.abspath(o.video_root),
+            "video_root": resolved.video_root,
             "config": self.cfg.pretty_text,
             "fingerprint": marks,
         }
@@ -388,22 +330,23 @@ def finish(output: OutputFormat, items: list[VideoItem], store: PartialStore, ea
            provenance: dict[str, Any], *, computed: int, done_before: str, seconds: float) -> int:
     """Write the output (list order) from the store and the earlier output, then its meta sidecar (each video's
     entry read back from the store as it is written: they are never all in memory) and the error report, then
-    drop the store and what videos no longer listed left. A dict format's arrays are all held for its write."""
+    drop the store and what videos no longer listed left. The format takes the arrays one at a time, in list order."""
     out = output.path
     keys = [it.key for it in items]
     offsets = store.offsets()
-    arrays: dict[str, Any] = {}
     failures: list[tuple[str, str]] = []
     written = 0
-    for key, array, _, error in outcomes(keys, output, store, offsets, earlier, arrays=not output.streams):
-        if error is not None:
-            failures.append((key, error))
-            continue
-        written += 1
-        if not output.streams:
-            arrays[key] = array
-    output.write(arrays)
-    arrays.clear()
+
+    def arrays() -> Iterator[Row]:
+        nonlocal written
+        for key, array, entry, error in outcomes(keys, output, store, offsets, earlier, arrays=not output.streams):
+            if error is None:
+                written += 1
+                yield Row(key, array, entry)
+            else:
+                failures.append((key, error))
+
+    output.write(arrays())
     entries = outcomes(keys, output, store, offsets, earlier, arrays=False)
     write_meta(out, provenance, ((key, entry) for key, _, entry, error in entries if error is None), failures)
     report = write_error_report(out, failures)

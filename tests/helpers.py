@@ -7,6 +7,7 @@ import json
 import math
 import os
 import pickle
+import re
 import subprocess
 import sys
 import zlib
@@ -67,9 +68,25 @@ def golden_tensor(seed: int, key: str, shape: list[int], dtype: str) -> torch.Te
     return torch.from_numpy(np.asarray(arr, dtype=np.float64).astype(np.float32))
 
 
+def case_weight_scale(case: str) -> dict[str, float]:
+    """A golden case's ``weight_scale`` (regex -> factor; the fixtures README's "Scaled weights"), or none."""
+    options_file = GOLDEN / f"{case}.options.json"
+    return json.loads(options_file.read_text()).get("weight_scale", {}) if options_file.exists() else {}
+
+
+def scaled(key: str, tensor: torch.Tensor, weight_scale: dict[str, float]) -> torch.Tensor:
+    """``tensor`` times every factor whose regex matches ``key`` (``re.search``), in float32, in order."""
+    for pattern, factor in weight_scale.items():
+        if re.search(pattern, key):
+            tensor = tensor * torch.tensor(factor, dtype=torch.float32)
+    return tensor
+
+
 def write_golden_checkpoint(case: str, path: Path, seed: int = 0) -> Path:
+    """The checkpoint a golden case was made with, by the fixtures' rule (its ``weight_scale`` applied)."""
     layout = json.loads((GOLDEN / f"{case}.layout.json").read_text())
-    state = OrderedDict((key, golden_tensor(seed, key, shape, dtype)) for key, shape, dtype in layout)
+    scale = case_weight_scale(case)
+    state = OrderedDict((key, scaled(key, golden_tensor(seed, key, shape, dtype), scale)) for key, shape, dtype in layout)
     torch.save({"meta": {"seed": seed}, "state_dict": state}, path)
     return path
 

@@ -1,6 +1,7 @@
 """The command line as a user meets it: the shim, the console entry, output formats and every input error."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import pickle
@@ -19,6 +20,7 @@ from featx.config import LoaderSettings, load_config
 from featx.errors import UserError
 from featx.extraction import resolve_precision
 from featx.model_index import find_model, models
+from featx.options import RunOptions
 
 TSN = CASE_CONFIGS["tsn_clip"]
 SLOWONLY = CASE_CONFIGS["slowonly_clip"]
@@ -61,6 +63,24 @@ def test_help_lists_the_seed_arguments():
     for flag in ("--video-list", "--video-root", "--out", "--cfg-options", "--fuse-conv-bn", "--launcher",
                  "--local-rank", "--device"):
         assert flag in proc.stdout
+
+
+def test_help_lists_the_commands():
+    text = build_parser().format_help()
+    assert "featx models [WORD ...]" in text and "featx merge --out OUT SHARD ..." in text
+
+
+def test_the_parser_and_the_checks_come_from_the_option_fields():
+    """Flags not typed take the field's default; every field with choices refuses another value in one line."""
+    typed = options_from(build_parser().parse_args([TSN, "w.pth", "--out", "x.pkl", "--per-view", "--workers", "3",
+                                                    "--video-ext", ".mp4,.mkv", "--no-fuse-conv-bn"]))
+    assert typed == RunOptions(TSN, "w.pth", out="x.pkl", per="view", workers=3, video_ext=(".mp4", ".mkv"),
+                               fuse_conv_bn=False)
+    with_choices = [f.name for f in dataclasses.fields(RunOptions) if f.metadata["option"].choices is not None]
+    assert {"per", "decoder", "precision", "out_format", "decode_order", "launcher", "shard_by"} <= set(with_choices)
+    for name in with_choices:
+        with pytest.raises(UserError, match=f"^{name}='bogus': use one of "):
+            RunOptions(TSN, "w.pth", **{name: "bogus"}).check()
 
 
 def _config_without_model(tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import av
 import cv2
@@ -12,8 +13,9 @@ from helpers import GOLDEN, ROOT, VIDEOS, encode_video, gradient_frames
 from featx.config import load_config, reads_raw_frames
 from featx.data import Failure, VideoDataset, VideoItem, build_pipeline, decoded_samples, read_video_list
 from featx.data.decoders.decord_reader import DecordReader
+from featx.data.pipeline import Role, check_step
 from featx.errors import UserError, VideoError
-from featx.registry import DECODERS, TRANSFORMS
+from featx.registry import DECODERS, TRANSFORMS, Registry
 
 MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
 NORMALIZE = dict(type="Normalize", mean=MEAN, std=STD, to_bgr=False)
@@ -59,43 +61,81 @@ def transform(cfg: dict, **results) -> dict:
 
 
 LOSSLESS = [("libx264rgb", "rgb24", {"qp": "0"}), ("ffv1", "bgr0", {})]
+REQUEST = np.array([5, 3, 3, 19, 0, 12, 5, 17, 1], dtype=np.int64)  # unsorted, with repeats
+OPEN_STEPS = [name for name in TRANSFORMS.names() if TRANSFORMS.get(name).role is Role.OPEN]
 
 
-@pytest.mark.parametrize("codec, pix_fmt, options", LOSSLESS, ids=[c[0] for c in LOSSLESS])
-def test_decord_returns_exact_frames_in_request_order(tmp_path, codec, pix_fmt, options):
+@pytest.fixture(scope="module", params=LOSSLESS, ids=[c[0] for c in LOSSLESS])
+def lossless_clip(request, tmp_path_factory):
+    """(path, frames): 20 frames of moving gradients at 10 fps, encoded losslessly."""
+    codec, pix_fmt, options = request.param
     if codec not in av.codecs_available:
         pytest.skip(f"PyAV has no {codec} encoder")
     frames = gradient_frames()
-    path = encode_video(tmp_path / f"lossless_{codec}.mkv", frames, codec, pix_fmt, options, fps=10)
-    inds = np.array([5, 3, 3, 19, 0, 12, 5, 17, 1], dtype=np.int64)  # unsorted, with repeats
-    results = run([dict(type="DecordInit"), dict(type="DecordDecode")], {"filename": str(path), "frame_inds": inds})
+    path = tmp_path_factory.mktemp("lossless") / f"lossless_{codec}.mkv"
+    return str(encode_video(path, frames, codec, pix_fmt, options, fps=10)), frames
+
+
+@pytest.mark.parametrize("name", DECODERS.names())
+def test_every_decoder_returns_the_exact_frames_of_a_lossless_clip(name, lossless_clip):
+    """The VideoReader contract, for every registered decoder: frame count, fps, and the exact frames at
+    any indices in the order asked (repeats as repeats), whether it may decode them sorted or not."""
+    path, frames = lossless_clip
+    try:
+        reader = DECODERS.get(name)(path, num_threads=1)
+    except UserError as exc:  # its optional library, or the GPU it decodes on, is not here
+        pytest.skip(f"{name}: {exc}")
+    assert len(reader) == reader.num_frames == 20 and reader.avg_fps == 10.0 and reader.frames_on == "host"
+    for in_order in (False, True):
+        got = reader.get_frames(REQUEST, in_order=in_order)
+        assert got.dtype == np.uint8 and np.array_equal(got, frames[REQUEST]), in_order
+    assert reader.get_frames(REQUEST, accurate=False).shape == (len(REQUEST), 48, 64, 3)  # key frames: approximate
+    with pytest.raises(VideoError, match=re.escape(f"{path}.missing: file not found")):
+        DECODERS.get(name)(path + ".missing")
+
+
+@pytest.mark.parametrize("step", OPEN_STEPS)
+def test_mmaction2_decoding_steps_open_with_their_backend_or_the_runs(step, lossless_clip):
+    """Each step that opens a video (DecordInit, PyAVInit, ...) and its decoding step give the exact frames
+    with the step's own backend and with the one the run chose (--decoder, --decode-order sorted)."""
+    path, frames = lossless_clip
+    steps = [dict(type=step), dict(type=step.replace("Init", "Decode"))]
+    results = run(steps, {"filename": path, "frame_inds": REQUEST})
     assert results["total_frames"] == 20 and results["avg_fps"] == 10.0
-    assert results["imgs"].dtype == np.uint8 and results["imgs"].shape == (len(inds), 48, 64, 3)
-    assert np.array_equal(results["imgs"], frames[inds])
+    assert results["imgs"].dtype == np.uint8 and np.array_equal(results["imgs"], frames[REQUEST])
     assert results["img_shape"] == results["original_shape"] == (48, 64)
     assert "video_reader" not in results  # dropped after decoding
+    pipeline = build_pipeline(steps, decoder="decord", decode_order="sorted")
+    assert pipeline.find(Role.OPEN)[0].backend == "decord" and pipeline.find(Role.DECODE)[0].in_order
+    assert np.array_equal(pipeline({"filename": path, "frame_inds": REQUEST})["imgs"], frames[REQUEST])
 
-    reader = DECODERS.build({"type": "decord"}, path=str(path))
-    assert len(reader) == 20 and np.array_equal(reader.get_frames(inds[::-1]), frames[inds[::-1]])
-    assert reader.get_frames(inds, accurate=False).shape == (len(inds), 48, 64, 3)  # key-frame seeks: approximate
+
+@pytest.mark.parametrize("name", TRANSFORMS.names())
+def test_every_transform_has_a_role_and_what_its_role_requires(name):
+    factory = TRANSFORMS.get(name)
+    assert isinstance(factory.role, Role)
+    assert all(callable(getattr(factory, method)) for method in factory.role.requires)
 
 
-@pytest.mark.parametrize("backend", ["PyAV", "OpenCV"])
-@pytest.mark.parametrize("codec, pix_fmt, options", LOSSLESS, ids=[c[0] for c in LOSSLESS])
-def test_other_mmaction2_decoders_return_exact_frames(tmp_path, backend, codec, pix_fmt, options):
-    """PyAVInit/PyAVDecode and OpenCVInit/OpenCVDecode configs open the video with their own backend."""
-    if codec not in av.codecs_available:
-        pytest.skip(f"PyAV has no {codec} encoder")
-    frames = gradient_frames()
-    path = encode_video(tmp_path / f"lossless_{codec}.mkv", frames, codec, pix_fmt, options, fps=10)
-    inds = np.array([5, 3, 3, 19, 0, 12, 5, 17, 1], dtype=np.int64)
-    steps = [dict(type=f"{backend}Init"), dict(type=f"{backend}Decode")]
-    results = run(steps, {"filename": str(path), "frame_inds": inds})
-    assert results["total_frames"] == 20 and results["avg_fps"] == 10.0
-    assert np.array_equal(results["imgs"], frames[inds])
-    pipeline = build_pipeline(steps, decoder="decord")  # --decoder replaces the config's backend
-    assert pipeline.find("open")[0].backend == "decord"
-    assert np.array_equal(pipeline({"filename": str(path), "frame_inds": inds})["imgs"], frames[inds])
+def test_a_transform_without_a_valid_role_cannot_register():
+    registry = Registry("transform")
+    registry.check = check_step
+
+    class NoRole:
+        def __call__(self, results):
+            return results
+
+    class TextRole(NoRole):
+        role = "spatial"
+
+    class OpensWithoutDecoderChoice(NoRole):
+        role = Role.OPEN
+
+    for cls, message in ((NoRole, "None is not a featx.data.pipeline.Role"), (TextRole, "'spatial' is not"),
+                         (OpensWithoutDecoderChoice, "its role open needs use_decoder")):
+        with pytest.raises(TypeError, match=message):
+            registry.register()(cls)
+    assert registry.names() == []
 
 
 @pytest.mark.parametrize("name", VIDEO_NAMES)

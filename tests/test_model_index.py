@@ -156,3 +156,45 @@ def test_the_wheel_carries_the_configs_and_the_index(tmp_path):
     assert "featx/configs/model_index.json" in names
     shipped = {f"featx/configs/{p.relative_to(CONFIGS).as_posix()}" for p in CONFIGS.rglob("*.py")}
     assert shipped <= names
+
+
+@lru_cache(maxsize=None)
+def index_models() -> dict[str, list[tuple[dict, dict]]]:
+    """Per backbone type: each distinct model (its head left out) that a supported entry names, with the
+    first such entry, as featx builds it from the entry's config."""
+    from featx.config import load_config
+
+    distinct: dict[str, tuple[dict, dict]] = {}
+    for e in entries():
+        if e["unsupported"] is None:
+            model = load_config(CONFIGS / e["config"]).model.to_dict()
+            model.pop("cls_head", None)
+            distinct.setdefault(json.dumps(model, sort_keys=True, default=str), (model, e))
+    by_type: dict[str, list[tuple[dict, dict]]] = {}
+    for model, e in distinct.values():
+        by_type.setdefault(model["backbone"]["type"], []).append((model, e))
+    return by_type
+
+
+INDEX_BACKBONES = sorted({e["backbone"].split("-")[0] for e in entries() if e["unsupported"] is None})
+
+
+@pytest.mark.parametrize("backbone", INDEX_BACKBONES)
+def test_every_backbone_the_index_names_builds_with_its_feature_size_and_has_a_reference_layout(backbone):
+    """Each model a supported entry names builds from its config and gives ``feature_dim`` values per view
+    (shapes only, on the meta device); its backbone type's parameter layout is held to the reference's by
+    a golden case (tests/test_models.py's layout test)."""
+    import torch
+
+    from featx.models import build_model
+    from helpers import GOLDEN_CASES, case_model_cfg
+
+    assert any(case_model_cfg(case)["backbone"]["type"] == backbone for case in GOLDEN_CASES), \
+        f"no golden case holds {backbone}'s layout to the reference's"
+    for model_cfg, e in index_models()[backbone]:
+        with torch.device("meta"):
+            model = build_model(model_cfg)
+            crop = 112 if backbone == "C3D" else 224  # C3D's fc6 and TimeSformer's patches fix the input size
+            view = (3, crop, crop) if model.view_ndim == 3 else (3, e["views"]["frames_per_clip"], crop, crop)
+            out = model.forward_views(torch.empty((1, model.view_group) + view))
+        assert tuple(out.shape) == (1, model.view_group, e["feature_dim"]), e["name"]

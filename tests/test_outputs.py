@@ -6,6 +6,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,9 @@ import featx
 from helpers import CASE_CONFIGS, GOLDEN, ROOT, VIDEOS, error_line, featx_exits, golden_features, rel_error, write_list
 from featx.config import load_config
 from featx.data import VideoDataset, VideoItem, build_pipeline
-from featx.output import safe_names
+from featx.errors import UserError
+from featx.outputs import Row, open_output, safe_names, write_meta
+from featx.registry import FORMATS
 
 TSN = CASE_CONFIGS["tsn_clip"]
 SLOWONLY = CASE_CONFIGS["slowonly_clip"]
@@ -83,34 +86,43 @@ def tree(tmp_path):
     return root, write_list(tmp_path / "list.txt", keys), keys
 
 
-FORMATS = {  # --out name and flags -> how to check the file a script written for it would read
-    "json": ("feats.json", []),
-    "npz": ("feats.npz", []),
-    "h5": ("feats.h5", []),
-    "dir": ("feats/", []),
-    "list-pkl": ("list.pkl", ["--out-format", "list"]),
-    "list-json": ("list.json", ["--out-format", "list"]),
-}
+def out_names(fmt: str) -> list[str]:
+    """Every kind of ``--out`` name the format ``fmt`` is written as: a folder's name ending in /, or a file
+    name with each suffix it is chosen by (a format chosen by --out-format only: each suffix it accepts)."""
+    cls = FORMATS.get(fmt)
+    if cls.folder:
+        return ["feats/"]
+    suffixes = cls.suffixes or [s for other in FORMATS.names() for s in FORMATS.get(other).suffixes]
+    names = []
+    for suffix in suffixes:
+        try:
+            cls.check_path(Path("feats" + suffix))
+        except UserError:
+            continue
+        names.append("feats" + suffix)
+    return names
 
 
 def test_every_format_round_trips_through_load(golden_checkpoint, tree, tmp_path):
+    """The real CLI, with every registered format, as named by its first --out name."""
     root, video_list, keys = tree
     common = [TSN, golden_checkpoint("tsn_clip"), "--video-list", video_list, "--video-root", root, *FAST]
     featx_exits(*common, "--out", tmp_path / "feats.pkl")
     with open(tmp_path / "feats.pkl", "rb") as f:
         reference = pickle.load(f)
     assert list(reference) == keys
-    for fmt, (name, flags) in FORMATS.items():
-        out = f"{tmp_path / fmt}/{name}"  # a string: "feats/" keeps its slash
-        featx_exits(*common, "--out", out, *flags)
+    for fmt in FORMATS.names():
+        out = f"{tmp_path / fmt}/{out_names(fmt)[0]}"  # a string: "feats/" keeps its slash
+        featx_exits(*common, "--out", out, "--out-format", fmt)
         features, meta = featx.load(out)
         assert list(features) == keys, fmt
         for key in keys:
             assert features[key].dtype == np.float32 and np.array_equal(features[key], reference[key]), (fmt, key)
-        assert list(meta["videos"]) == keys and meta["format"] == fmt.split("-")[0]
+        assert list(meta["videos"]) == keys and meta["format"] == fmt
     # What a script written for each format reads without featx:
-    rows = pickle.loads((tmp_path / "list-pkl" / "list.pkl").read_bytes())
-    assert isinstance(rows, list) and all(np.array_equal(r, reference[k]) for r, k in zip(rows, keys))
+    assert out_names("list")[0] == "feats.json"  # MMAction2's list as JSON (its pickle: test_list_format_keeps_...)
+    rows = json.loads((tmp_path / "list" / "feats.json").read_text())
+    assert isinstance(rows, list) and all(np.array_equal(np.float32(r), reference[k]) for r, k in zip(rows, keys))
     with np.load(tmp_path / "npz" / "feats.npz") as npz:
         assert np.array_equal(npz[f"sub/{SHORT}"], reference[f"sub/{SHORT}"])
     assert np.array_equal(np.load(tmp_path / "dir" / "feats" / "sub" / f"{SHORT}.npy"), reference[f"sub/{SHORT}"])
@@ -199,26 +211,34 @@ def test_safe_names_are_relative_and_unique():
 
 
 AWKWARD_KEYS = ["file", "allow_pickle", "a", "a/b.mp4", "a/b.mp4/c.mp4", "__featx_index__",
-                "__featx_index__/d.mp4", "x", "x.npy", "e", "e.npy/f.mp4"]
+                "__featx_index__/d.mp4", "x", "x.npy", "e", "e.npy/f.mp4", "/abs/g.mp4", "../h i.mp4", "ünï.mp4"]
+FAILED = "a/b.mp4"  # listed, but written by no format: its position stays empty
 
 
-@pytest.mark.parametrize("fmt, name", [("npz", "feats.npz"), ("h5", "feats.h5"), ("pkl", "feats.pkl"),
-                                       ("json", "f.json"), ("dir", "feats")])
-def test_awkward_keys_round_trip(fmt, name, tmp_path):
-    """Keys that are np.savez's own argument names, that are both a video and a folder of others
-    (a, a/b.mp4; e.npy for the dir format), or that end in .npy beside the same name without it."""
+@pytest.mark.parametrize("shape", [(4,), (3, 4), (2, 3, 4)], ids=["per-video", "per-clip", "per-view"])
+@pytest.mark.parametrize("fmt, name", [(fmt, name) for fmt in FORMATS.names() for name in out_names(fmt)])
+def test_every_format_round_trips_awkward_keys(fmt, name, shape, tmp_path):
+    """The contract of every registered format, as a run uses it: chosen for its --out name (or by name), given
+    the listed keys, each array added as it comes (a format that streams stores it there), the whole written in
+    list order less a failed video, the meta sidecar written as a run writes it; featx.load gives back every
+    written key, in list order, with its float32 array. The keys are np.savez's own argument names, keys that are
+    both a video and a folder of others (a, a/b.mp4; e.npy for a folder), a key ending in .npy beside the same
+    name without it, an absolute path, a ``..`` path, spaces and non-ASCII."""
     rng = np.random.default_rng(0)
-    features = {key: rng.standard_normal(4).astype(np.float32) for key in AWKWARD_KEYS}
-    output = featx.output.FORMATS.get(fmt)(tmp_path / name, AWKWARD_KEYS)
+    features = {key: rng.standard_normal(shape).astype(np.float32) for key in AWKWARD_KEYS if key != FAILED}
+    chosen_by_name = not (FORMATS.get(fmt).suffixes or FORMATS.get(fmt).folder)
+    output = open_output(f"{tmp_path}/{name}", fmt if chosen_by_name else None, AWKWARD_KEYS)
+    assert type(output) is FORMATS.get(fmt)
     for key, array in features.items() if output.streams else ():
         output.add(key, array)
-    output.write(features)
-    if output.streams:  # where each file went, as the run's meta sidecar records it
-        featx.output.write_json(featx.output.meta_path(output.path),
-                                {"format": fmt, "videos": {key: output.entry(key) for key in AWKWARD_KEYS}})
-    loaded, _ = featx.load(tmp_path / name)
-    assert list(loaded) == AWKWARD_KEYS
-    assert all(np.array_equal(loaded[k], v) for k, v in features.items())
+    output.write(Row(key, None if output.streams else array, {"clips": [[0.5 * i, 0.5 * i + 1] for i in range(3)]})
+                 for key, array in features.items())
+    write_meta(output.path, {"format": fmt}, ((key, output.entry(key)) for key in features),
+               [(FAILED, "no video")])
+    loaded, meta = featx.load(tmp_path / name)
+    assert list(loaded) == list(features) and list(meta["videos"]) == list(features)
+    for key, array in features.items():
+        assert loaded[key].dtype == np.float32 and np.array_equal(loaded[key], array), key
 
 
 def test_tree_names_keep_leaves_and_folders_apart():
@@ -264,8 +284,9 @@ def test_bad_folder_input_is_one_line_and_exit_2(setup, words, golden_checkpoint
 
 def test_outputs_get_the_mode_the_umask_gives(tmp_path):
     """As an ordinary open() would make them (mkstemp alone would give 0600), and the umask is left as it was."""
-    code = ("import os, sys\nfrom pathlib import Path\nfrom featx.output import atomic_write\n"
+    code = ("import os, sys\nfrom pathlib import Path\nfrom featx.outputs import atomic_write\n"
             "os.umask(0o027)\natomic_write(Path(sys.argv[1]), lambda f: f.write(b'x'))\nprint(oct(os.umask(0)))\n")
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out.pkl")], check=True, capture_output=True, text=True)
     assert proc.stdout.strip() == "0o27"
     assert (tmp_path / "out.pkl").stat().st_mode & 0o777 == 0o640
+

@@ -20,7 +20,7 @@ from helpers import (CASE_CONFIGS, ROOT, VIDEOS, encode_video, golden_features, 
 from featx.data.decoders.decord_reader import DecordReader
 from featx.data.decoders.pyav_reader import PyAVReader
 from featx.pool import KillablePool
-from featx.output import sidecar
+from featx.outputs import sidecar
 from featx.store import read_records
 
 TSN = CASE_CONFIGS["tsn_clip"]

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import torch
 
-from featx.data.pipeline import Pipeline
+from featx.data.pipeline import Pipeline, Role
 from featx.data.sample import Failure, Sample
 from featx.data.video_list import VideoItem
 from featx.errors import VideoError
@@ -30,7 +30,7 @@ class VideoDataset:
 
     def __init__(self, items: Sequence[VideoItem], pipeline: Pipeline) -> None:
         self.items = list(items)
-        self.head, self.tail = pipeline.split_at("decode")
+        self.head, self.tail = pipeline.split_at(Role.DECODE)
         self._opened: tuple[int, dict[str, Any]] | None = None  # the video whose later chunks are still to come
 
     def __len__(self) -> int:

@@ -1,33 +1,65 @@
 """A test pipeline: steps built from config dicts, applied in order.
 
-Every step declares its role, one of :data:`ROLES`, in the order a pipeline has them: ``open``
-(a video reader), ``sample`` (which frames), ``decode``, ``spatial`` (resize, crops, flips),
-``normalize``, ``layout`` (the model's input format). featx splits a pipeline by role: decoding
-onwards runs once per chunk of clips, and a final ``normalize`` can move to the device.
+Every step declares its :class:`Role`, in the order a pipeline has them: ``open`` (a video reader),
+``sample`` (which frames), ``decode``, ``spatial`` (resize, crops, flips), ``normalize``, ``layout``
+(the model's input format); a transform without one cannot be registered. featx splits a pipeline by
+role: decoding onwards runs once per chunk of clips, and a final ``normalize`` can move to the device.
+The run's decoder choice (``--decoder``) and decode order (``--decode-order``) are handed to the steps
+whose role takes them, through the methods that role requires.
 """
 from __future__ import annotations
 
+import enum
 import math
 import time
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence
 
 from featx.registry import TRANSFORMS
 from featx.wording import count
 
-ROLES = ("open", "sample", "decode", "spatial", "normalize", "layout")
+
+class Role(str, enum.Enum):
+    """What a pipeline step does; a role may require methods through which a run configures its steps."""
+
+    OPEN = "open"
+    SAMPLE = "sample"
+    DECODE = "decode"
+    SPATIAL = "spatial"
+    NORMALIZE = "normalize"
+    LAYOUT = "layout"
+
+    @property
+    def requires(self) -> tuple[str, ...]:
+        """Methods a step of this role must have: ``use_decoder(name)`` to open with the run's decoder,
+        ``decode_in_order()`` to ask for the frames in frame order."""
+        return {Role.OPEN: ("use_decoder",), Role.DECODE: ("decode_in_order",)}.get(self, ())
 
 
 class Step(Protocol):
-    role: str
+    role: ClassVar[Role]
 
     def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
         ...
 
 
+def check_step(name: str, factory: Callable[..., Any]) -> None:
+    """Refuse to register a transform without a :class:`Role` or without the methods its role requires
+    (a programming error, raised when its module is imported)."""
+    role = getattr(factory, "role", None)
+    if not isinstance(role, Role):
+        raise TypeError(f"transform {name}: its role {role!r} is not a featx.data.pipeline.Role")
+    missing = [method for method in role.requires if not callable(getattr(factory, method, None))]
+    if missing:
+        raise TypeError(f"transform {name}: its role {role.value} needs {', '.join(missing)}()")
+
+
+TRANSFORMS.check = check_step
+
+
 class Pipeline:
     """Applies its steps in order to a ``results`` dict."""
 
-    def __init__(self, steps: Sequence[Callable[[dict[str, Any]], dict[str, Any]]]) -> None:
+    def __init__(self, steps: Sequence[Step]) -> None:
         self.steps = list(steps)
 
     def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
@@ -40,18 +72,18 @@ class Pipeline:
             timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
         return results
 
-    def roles(self) -> list[str]:
-        return [getattr(step, "role", "") for step in self.steps]
+    def roles(self) -> list[Role]:
+        return [step.role for step in self.steps]
 
-    def split_at(self, role: str) -> tuple["Pipeline", "Pipeline"]:
+    def split_at(self, role: Role) -> tuple["Pipeline", "Pipeline"]:
         """(the steps before the first one of ``role``, that one and the rest); all in the first when none."""
         roles = self.roles()
         at = roles.index(role) if role in roles else len(roles)
         return Pipeline(self.steps[:at]), Pipeline(self.steps[at:])
 
-    def find(self, role: str) -> list[Any]:
+    def find(self, role: Role) -> list[Any]:
         """The steps of ``role``, in order."""
-        return [step for step, r in zip(self.steps, self.roles()) if r == role]
+        return [step for step in self.steps if step.role == role]
 
     def __repr__(self) -> str:
         return f"Pipeline({', '.join(type(t).__name__ for t in self.steps)})"
@@ -61,30 +93,28 @@ def build_pipeline(cfgs: Sequence[Mapping[str, Any]], *, decoder: str | None = N
                    decode_order: str = "list") -> Pipeline:
     """Build each ``{'type': name, **kwargs}`` with ``TRANSFORMS``; unknown names and bad kwargs are UserErrors.
 
-    ``decoder`` replaces the backend of the step that opens the video (``--decoder``); ``decode_order
-    ='sorted'`` lets the decoding step ask for the frames in frame order (``--decode-order``).
+    ``decoder`` is handed to every step that opens a video (``--decoder``: it replaces the config's
+    backend); ``decode_order='sorted'`` lets every decoding step ask for the frames in frame order
+    (``--decode-order``).
     """
-    steps = []
-    for cfg in cfgs:
-        known = isinstance(cfg, Mapping) and "type" in cfg
-        role = getattr(TRANSFORMS.get(cfg["type"]), "role", None) if known else None
-        extra: dict[str, Any] = {}
-        if role == "open" and decoder is not None:
-            extra["backend"] = decoder
-        elif role == "decode" and decode_order == "sorted":
-            extra["in_order"] = True
-        steps.append(TRANSFORMS.build(cfg, **extra))
-    return Pipeline(steps)
+    pipeline = Pipeline([TRANSFORMS.build(cfg) for cfg in cfgs])
+    for step in pipeline.find(Role.OPEN):
+        if decoder is not None:
+            step.use_decoder(decoder)
+    for step in pipeline.find(Role.DECODE):
+        if decode_order == "sorted":
+            step.decode_in_order()
+    return pipeline
 
 
 def describe_views(pipeline: Pipeline) -> str:
     """The views the pipeline makes of each video, for the start line: ``25 clips x 1 crop, 1 frame per clip``,
     ``clips every 16 frames x 3 crops, 4 frames per clip, 16 apart``; empty without a sampler."""
-    samplers = pipeline.find("sample")
+    samplers = pipeline.find(Role.SAMPLE)
     if not samplers:
         return ""
     sampler = samplers[0]
-    crops = math.prod(getattr(step, "num_crops", 1) for step in pipeline.find("spatial"))
+    crops = math.prod(getattr(step, "num_crops", 1) for step in pipeline.find(Role.SPATIAL))
     apart = f", {sampler.frame_interval} apart" if sampler.clip_len > 1 and sampler.frame_interval > 1 else ""
     return (f"{sampler.describe_clips()} x {count(crops, 'crop')}, {count(sampler.clip_len, 'frame')} per clip"
             f"{apart}")
@@ -98,10 +128,10 @@ def split_normalize(pipeline: Pipeline) -> tuple[Pipeline, Any | None]:
     (``Normalize.normalize_tensor``, same arithmetic). Returns ``(pipeline, None)`` when there is none.
     """
     roles = pipeline.roles()
-    if "normalize" not in roles:
+    if Role.NORMALIZE not in roles:
         return pipeline, None
-    at = len(roles) - 1 - roles[::-1].index("normalize")
-    if any(role != "layout" for role in roles[at + 1:]):
+    at = len(roles) - 1 - roles[::-1].index(Role.NORMALIZE)
+    if any(role is not Role.LAYOUT for role in roles[at + 1:]):
         return pipeline, None
     rest = pipeline.steps[:at] + pipeline.steps[at + 1:]
     return Pipeline(rest), pipeline.steps[at]

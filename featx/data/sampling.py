@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from featx.data.pipeline import Role
 from featx.errors import UserError, VideoError
 from featx.registry import TRANSFORMS
 from featx.wording import count
@@ -13,6 +14,7 @@ from featx.wording import count
 log = logging.getLogger(__name__)
 
 OUT_OF_BOUND_OPTS = ("loop", "repeat_last")
+PADS = ("none", "repeat", "zero")
 
 
 @TRANSFORMS.register()
@@ -25,7 +27,7 @@ class SampleFrames:
     ignored as in MMAction2 0.x (it comes from the dataset, 0 for videos).
     """
 
-    role: ClassVar[str] = "sample"
+    role: ClassVar[Role] = Role.SAMPLE
 
     def __init__(
         self,
@@ -106,6 +108,13 @@ class StrideSampleFrames(SampleFrames):
     decoded ``clips_per_chunk`` at a time (default: 64 frames' worth), so an hour-long video needs
     no more memory than a short one.
 
+    ``pad`` ``repeat`` or ``zero`` puts the clips on the localisation grid instead: a video of N frames
+    gets ``ceil(N / stride)`` clips, clip i centred on ``i * stride + stride / 2`` (it starts at
+    ``i * stride + stride // 2 - span // 2``, ``span = (clip_len - 1) * frame_interval + 1``); its frames
+    before the first or past the last repeat the first or last frame, or are black (``zero``). The
+    sampled indices keep the window's own frame numbers (negative or past the end where padded), so
+    each clip's start and end seconds are its window's. ``pad='none'``: the clips that fit, as above.
+
     ``window`` > 1 is for a 2D backbone that mixes each group of that many views (TSM, TANet: its
     ``num_segments``): what starts every stride is then a window of ``window`` consecutive segments of
     ``clip_len`` frames, one clip of ``window * clip_len`` frames that is one group of views, so a
@@ -121,9 +130,14 @@ class StrideSampleFrames(SampleFrames):
         out_of_bound_opt: str = "loop",
         clips_per_chunk: int | None = None,
         window: int = 1,
+        pad: str = "none",
     ) -> None:
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise UserError(f"StrideSampleFrames: window must be a positive int, got {window!r}")
+        if pad not in PADS:
+            raise UserError(f"StrideSampleFrames: pad must be one of {', '.join(PADS)}, got {pad!r}")
+        if pad != "none" and stride is None:
+            raise UserError("--pad: give the stride in frames (--dense-stride 4), not in seconds")
         if isinstance(clip_len, int) and not isinstance(clip_len, bool):
             clip_len *= window  # a window is one clip of its segments' frames
         super().__init__(clip_len, frame_interval, out_of_bound_opt=out_of_bound_opt)
@@ -138,12 +152,13 @@ class StrideSampleFrames(SampleFrames):
         self.stride = stride
         self.stride_seconds = stride_seconds
         self.window = window
+        self.pad = pad
         self.clips_per_chunk = clips_per_chunk or max(1, 64 // self.clip_len)
 
     def describe_clips(self) -> str:
         what = "clips" if self.window == 1 else f"windows of {self.window} segments"
         every = f"{self.stride} frames" if self.stride is not None else f"{self.stride_seconds:g} s"
-        return f"{what} every {every}"
+        return f"{what} every {every}" + (f", the ends padded ({self.pad})" if self.pad != "none" else "")
 
     def dense_offsets(self, total_frames: int, fps: float) -> np.ndarray:
         """First frame of each clip."""
@@ -157,10 +172,22 @@ class StrideSampleFrames(SampleFrames):
         count = 1 if last_start < 0 else int(last_start // step) + 1
         return (np.arange(count) * step).astype(np.int64)
 
+    def padded_offsets(self, total_frames: int) -> np.ndarray:
+        """First frame of each clip on the padded grid (negative where the first clips start before the video)."""
+        span = (self.clip_len - 1) * self.frame_interval + 1
+        count = -(-total_frames // self.stride)
+        return np.arange(count, dtype=np.int64) * self.stride + self.stride // 2 - span // 2
+
     def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
         total = results["total_frames"]
-        offsets = self.dense_offsets(total, results.get("avg_fps", 0.0))
-        results["frame_inds"] = self.clip_frames(offsets, total, results.get("start_index", 0))
+        if self.pad == "none":
+            offsets = self.dense_offsets(total, results.get("avg_fps", 0.0))
+            results["frame_inds"] = self.clip_frames(offsets, total, results.get("start_index", 0))
+        else:  # out-of-range frames stay as they are: the decoding step pads them
+            offsets = self.padded_offsets(total)
+            steps = np.arange(self.clip_len, dtype=np.int64) * self.frame_interval
+            results["frame_inds"] = (offsets[:, None] + steps[None, :]).reshape(-1)
+            results["pad"] = self.pad
         results["clip_len"] = self.clip_len
         results["frame_interval"] = self.frame_interval
         results["num_clips"] = len(offsets)

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import torch
 
+from featx.data.pipeline import Role
 from featx.errors import UserError, VideoError
 from featx.registry import TRANSFORMS
 
@@ -70,7 +71,7 @@ class Resize:
     rounded half up: ``int(side * r + 0.5)``.
     """
 
-    role: ClassVar[str] = "spatial"
+    role: ClassVar[Role] = Role.SPATIAL
 
     def __init__(
         self, scale: float | Sequence[int], keep_ratio: bool = True, interpolation: str = "bilinear", lazy: bool = False
@@ -126,7 +127,7 @@ class Resize:
 class CenterCrop:
     """Crop the centre: ``left = (W - cw) // 2``, ``top = (H - ch) // 2``; a view of the frames."""
 
-    role: ClassVar[str] = "spatial"
+    role: ClassVar[Role] = Role.SPATIAL
     num_crops: ClassVar[int] = 1
 
     def __init__(self, crop_size: int | Sequence[int], lazy: bool = False) -> None:
@@ -149,7 +150,7 @@ class CenterCrop:
 class ThreeCrop:
     """Three crops along the long side (one side must equal the crop's): start, end, middle."""
 
-    role: ClassVar[str] = "spatial"
+    role: ClassVar[Role] = Role.SPATIAL
     num_crops: ClassVar[int] = 3
 
     def __init__(self, crop_size: int | Sequence[int]) -> None:
@@ -180,7 +181,7 @@ class ThreeCrop:
 class TenCrop:
     """Four corners and the centre, each followed by its horizontal mirror."""
 
-    role: ClassVar[str] = "spatial"
+    role: ClassVar[Role] = Role.SPATIAL
     num_crops: ClassVar[int] = 10
 
     def __init__(self, crop_size: int | Sequence[int]) -> None:
@@ -208,7 +209,7 @@ class Flip:
     accepted for config compatibility.
     """
 
-    role: ClassVar[str] = "spatial"
+    role: ClassVar[Role] = Role.SPATIAL
 
     def __init__(
         self,
@@ -245,7 +246,7 @@ class Normalize:
     first. ``adjust_magnitude`` only concerns optical flow.
     """
 
-    role: ClassVar[str] = "normalize"
+    role: ClassVar[Role] = Role.NORMALIZE
 
     def __init__(
         self, mean: Sequence[float], std: Sequence[float], to_bgr: bool = False, adjust_magnitude: bool = False
@@ -318,7 +319,7 @@ class GPUNormalize:
 class FormatShape:
     """Arrange the frames as the model input: ``NCHW`` (views, C, H, W) or ``NCTHW`` (views, C, L, H, W)."""
 
-    role: ClassVar[str] = "layout"
+    role: ClassVar[Role] = Role.LAYOUT
 
     def __init__(self, input_format: str, collapse: bool = False) -> None:
         if input_format not in ("NCHW", "NCTHW"):
@@ -344,7 +345,7 @@ class FormatShape:
 class Collect:
     """Accepted so configs load; the dataset picks its own keys."""
 
-    role: ClassVar[str] = "layout"
+    role: ClassVar[Role] = Role.LAYOUT
 
     def __init__(self, keys: Sequence[str], meta_keys: Sequence[str] = (), **kwargs: Any) -> None:
         """Takes MMAction2's ``keys``, ``meta_keys``, ``meta_name`` and ``nested``; keeps none."""
@@ -357,7 +358,7 @@ class Collect:
 class ToTensor:
     """Accepted so configs load; arrays become tensors when the loader batches them."""
 
-    role: ClassVar[str] = "layout"
+    role: ClassVar[Role] = Role.LAYOUT
 
     def __init__(self, keys: Sequence[str]) -> None:
         """Takes MMAction2's ``keys``; keeps none."""

@@ -26,7 +26,8 @@ def fuse_conv_bn(model: nn.Module) -> nn.Module:
     """Fold every BatchNorm that directly follows a convolution into it, in place.
 
     The pairs are those modules declare in ``conv_norm_pairs`` (``ConvModule``'s ``conv`` and ``bn``,
-    and any other (conv, norm) attribute pair a layer lists). The conv gets a bias, the norm becomes
+    and any other (conv, norm) attribute pair a layer lists); a BatchNorm that directly precedes a
+    pointwise conv, declared in ``norm_conv_pairs`` as (norm, conv path), folds into that conv. The conv gets a bias, the norm becomes
     ``nn.Identity``; outputs in eval mode are unchanged up to float rounding (folded in float64).
     Returns ``model``.
     """
@@ -42,7 +43,26 @@ def fuse_conv_bn(model: nn.Module) -> nn.Module:
             bias = (conv_bias - bn.running_mean.double()) * scale + bn.bias.double()
             conv.bias = nn.Parameter(bias.to(conv.weight.dtype))
             setattr(module, norm_name, nn.Identity())
+        for norm_name, conv_name in getattr(module, "norm_conv_pairs", ()):
+            _fold_norm_into_next_conv(module, norm_name, module.get_submodule(conv_name))
     return model
+
+
+def _fold_norm_into_next_conv(module: nn.Module, norm_name: str, conv: nn.Module) -> None:
+    """Fold the BatchNorm ``module.<norm_name>`` into the pointwise (1x1..., ungrouped, unpadded) conv
+    its output goes straight into: ``conv(s * x + t)`` is ``conv'(x)`` with the weight scaled per input
+    channel by ``s`` and ``t``'s image added to the bias (folded in float64)."""
+    bn = getattr(module, norm_name)
+    if (not isinstance(bn, _BatchNorm) or not bn.track_running_stats or not isinstance(conv, _ConvNd)
+            or conv.groups != 1 or any(k != 1 for k in conv.kernel_size) or any(conv.padding)):
+        return
+    scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+    shift = bn.bias.double() - bn.running_mean.double() * scale
+    weight = conv.weight.double().flatten(1)  # (out, in)
+    bias = conv.bias.double() if conv.bias is not None else torch.zeros(weight.shape[0], dtype=torch.float64)
+    conv.bias = nn.Parameter((bias + weight @ shift).to(conv.weight.dtype))
+    conv.weight.copy_((weight * scale).reshape(conv.weight.shape))
+    setattr(module, norm_name, nn.Identity())
 
 
 def use_onednn_fusion(model: nn.Module) -> bool:

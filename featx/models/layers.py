@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -219,3 +219,17 @@ def check_pretrained(owner: str, pretrained: Any) -> None:
             f"{owner}: pretrained={pretrained!r} must be None: featx loads weights only from "
             "the CHECKPOINT argument"
         )
+
+
+def arch_settings(owner: str, arch: Any, zoo: Mapping[str, Mapping[str, Any]], required: Sequence[str],
+                  optional: Sequence[str] = ()) -> Mapping[str, Any]:
+    """A backbone's ``arch``: a name of ``zoo`` (any case) or a dict with the ``required`` keys and
+    perhaps the ``optional`` ones; anything else is the user's error, naming ``owner``."""
+    if isinstance(arch, str):
+        if arch.lower() not in zoo:
+            raise UserError(f"{owner}: arch={arch!r} is not one of {', '.join(zoo)}")
+        return zoo[arch.lower()]
+    if not isinstance(arch, Mapping) or not set(required) <= set(arch) <= set(required) | set(optional):
+        keys = ", ".join(required) + "".join(f" [, {key}]" for key in optional)
+        raise UserError(f"{owner}: arch={arch!r} must be a name or a dict of {keys}")
+    return arch

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from featx.errors import UserError
+from featx.models.taps import POOLS, find_layer, output_of, pool_output
 from featx.registry import MODELS
 
 
@@ -26,6 +27,8 @@ class Recognizer(nn.Module):
 
     A backbone that mixes neighbouring views (TSM's temporal shift) declares ``view_group``: the
     views of a video must then come in whole groups of that many, and chunks never split one.
+
+    :meth:`tap` makes it give another module's output instead (``--layer``), pooled by ``--pool``.
     """
 
     view_ndim: ClassVar[int]  # dimensions of one view: (C, H, W) or (C, T, H, W)
@@ -49,6 +52,15 @@ class Recognizer(nn.Module):
             raise UserError(f"test_cfg.max_testing_views={views!r} must be a positive int or None")
         self.view_group: int = getattr(self.backbone, "view_group", 1)
         self.max_testing_views: int | None = None if views is None else max(1, views // self.view_group) * self.view_group
+        self.layer: tuple[str, str] | None = None  # (module name, pooling): see tap()
+
+    def tap(self, layer: str, pool: str = "avg") -> None:
+        """Give module ``layer``'s output (``backbone.layer3``) per view, pooled as :mod:`featx.models.taps`
+        says (``avg``, ``max``, or ``none``: each view's output flattened), instead of the pooled backbone."""
+        if pool not in POOLS:
+            raise UserError(f"--pool {pool}: use one of {', '.join(POOLS)}")
+        find_layer(self, layer)
+        self.layer = (layer, pool)
 
     def build_neck(self, neck: Mapping[str, Any]) -> nn.Module:
         """The neck between backbone and pooling (featx registers the ones that run at test time)."""
@@ -76,10 +88,16 @@ class Recognizer(nn.Module):
         """(B, V, *view) -> (B, D): the view features averaged."""
         return self.forward_views(imgs).mean(1)
 
-    def _pooled(self, x: Tensor) -> Tensor:
+    def features(self, x: Tensor) -> Any:
+        """The backbone's (and neck's) output for a batch of views."""
         out = self.backbone(x)
-        if self.neck is not None:
-            out = self.neck(out)
+        return out if self.neck is None else self.neck(out)
+
+    def _pooled(self, x: Tensor) -> Tensor:
+        if self.layer is not None:
+            name, pool = self.layer
+            return pool_output(output_of(self, name, lambda: self.features(x)), pool)
+        out = self.features(x)
         outs = out if isinstance(out, tuple) else (out,)
         return torch.cat([o if o.dim() == 2 else self.pool(o, 1).flatten(1) for o in outs], dim=1)
 

@@ -1,4 +1,5 @@
-"""mmcv 1.x's transformer bricks and MMAction2's divided space-time attentions, at inference.
+"""mmcv 1.x's transformer bricks, MMAction2's divided space-time attentions, and the timm-style
+attention and MLP of MMAction2 1.x's Swin, MViT and UniFormer, at inference.
 
 Module and parameter names are mmcv's (``attentions.0.attn.in_proj_weight`` is torch's
 ``nn.MultiheadAttention`` inside mmcv's wrapper, ``ffns.0.layers.0.0.weight`` the first FFN linear,
@@ -13,9 +14,63 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from featx.models.layers import build_activation, build_norm_layer
+
+def split_heads(qkv: Tensor, num_heads: int) -> tuple[Tensor, Tensor, Tensor]:
+    """A fused ``qkv`` projection (..., tokens, 3 * dims) as query, key and value, each
+    (..., heads, tokens, dims / heads), the way every timm-style attention splits it."""
+    *batch, tokens, dims = qkv.shape
+    parts = qkv.reshape(*batch, tokens, 3, num_heads, dims // (3 * num_heads)).movedim(-3, 0)
+    return parts[0].transpose(-3, -2), parts[1].transpose(-3, -2), parts[2].transpose(-3, -2)
+
+
+def merge_heads(x: Tensor) -> Tensor:
+    """(..., heads, tokens, head_dims) -> (..., tokens, heads * head_dims)."""
+    return x.transpose(-3, -2).flatten(-2)
+
+
+def heads_attention(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: Tensor | None = None) -> Tensor:
+    """``softmax(q k^T * scale + bias) v`` per head, through torch's ``scaled_dot_product_attention``
+    (the same product, in fused kernels where torch has them); ``bias`` broadcasts to the scores."""
+    if bias is not None and bias.dim() < q.dim():  # torch's CPU flash kernel takes only a mask of q's rank
+        bias = bias.reshape((1,) * (q.dim() - bias.dim()) + bias.shape)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
+
+
+class QKVAttention(nn.Module):
+    """timm-style multi-head self-attention: one ``qkv`` linear, the heads, then ``proj``; an additive
+    score ``bias`` may be given (relative positions, masks)."""
+
+    def __init__(self, embed_dims: int, num_heads: int, qkv_bias: bool = True, qk_scale: float | None = None) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = qk_scale or (embed_dims // num_heads) ** -0.5
+        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
+        self.proj = nn.Linear(embed_dims, embed_dims)
+
+    def forward(self, x: Tensor, bias: Tensor | None = None) -> Tensor:
+        """(..., tokens, dims) -> the same."""
+        q, k, v = split_heads(self.qkv(x), self.num_heads)
+        return self.proj(merge_heads(heads_attention(q, k, v, self.scale, bias)))
+
+
+class Mlp(nn.Module):
+    """The two-linear MLP of timm-style blocks (Swin, MViT, UniFormer): ``fc2(act(fc1(x)))``; dropout is
+    training-only."""
+
+    def __init__(self, in_features: int, hidden_features: int, out_features: int | None = None,
+                 act_cfg: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.act = build_activation(act_cfg or {"type": "GELU"})
+        self.fc2 = nn.Linear(hidden_features, out_features or in_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
 
 def self_attention(attn: nn.MultiheadAttention, x: Tensor) -> Tensor:
     """``attn`` with ``x`` (batch, tokens, dims) as query, key and value; the same layout back."""

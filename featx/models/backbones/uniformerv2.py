@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from featx.errors import UserError
 from featx.models.layers import check_pretrained
-from featx.models.transformer import self_attention
+from featx.models.transformer import heads_attention, merge_heads, self_attention
 from featx.registry import MODELS
 
 
@@ -68,8 +68,7 @@ class Extractor(nn.Module):
         b_q, b_kv = attn.in_proj_bias.split((attn.embed_dim, 2 * attn.embed_dim))
         q = F.linear(x, w_q, b_q).unflatten(-1, (attn.num_heads, -1)).transpose(1, 2)
         k, v = (t.unflatten(-1, (attn.num_heads, -1)).transpose(1, 2) for t in F.linear(y, w_kv, b_kv).chunk(2, -1))
-        out = F.scaled_dot_product_attention(q, k, v)  # scaled by head_dim ** -0.5, as 1.x
-        return attn.out_proj(out.transpose(1, 2).flatten(2))
+        return attn.out_proj(merge_heads(heads_attention(q, k, v, attn.head_dim ** -0.5)))
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         x = x + self.attention(self.ln_1(x), self.ln_3(y))

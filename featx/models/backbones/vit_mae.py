@@ -18,37 +18,30 @@ from torch import Tensor, nn
 
 from featx.errors import UserError
 from featx.models.layers import build_norm_layer, check_layer_cfgs, check_pretrained
-from featx.models.transformer import FFN
+from featx.models.transformer import FFN, QKVAttention, heads_attention, merge_heads, split_heads
 from featx.registry import MODELS
 
 _LN = MappingProxyType({"type": "LN", "eps": 1e-6})
 _GELU = MappingProxyType({"type": "GELU"})
 
 
-class Attention(nn.Module):
-    """Multi-head self-attention with one ``qkv`` linear whose bias, if any, is ``q_bias``, zeros for
-    the keys and ``v_bias``; the queries scaled by ``qk_scale`` (default ``head_dims ** -0.5``)."""
+class Attention(QKVAttention):
+    """1.x's attention: a bias-free ``qkv`` linear whose bias, if any, is ``q_bias``, zeros for the keys
+    and ``v_bias``; the queries scaled by ``qk_scale`` (default ``head_dims ** -0.5``)."""
 
     def __init__(self, embed_dims: int, num_heads: int, qkv_bias: bool = True, qk_scale: float | None = None) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.scale = qk_scale or (embed_dims // num_heads) ** -0.5
+        super().__init__(embed_dims, num_heads, qkv_bias=False, qk_scale=qk_scale)
         if qkv_bias:
             self.q_bias = nn.Parameter(torch.zeros(embed_dims))
             self.v_bias = nn.Parameter(torch.zeros(embed_dims))
-        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=False)
-        self.proj = nn.Linear(embed_dims, embed_dims)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, bias: None = None) -> Tensor:
         """(B, N, C) -> (B, N, C)."""
-        batches, tokens, _ = x.shape
-        bias = None
+        qkv_bias = None
         if hasattr(self, "q_bias"):
-            bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
-        qkv = F.linear(x, self.qkv.weight, bias).reshape(batches, tokens, 3, self.num_heads, -1)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, N, head_dims)
-        out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
-        return self.proj(out.transpose(1, 2).flatten(2))
+            qkv_bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
+        q, k, v = split_heads(F.linear(x, self.qkv.weight, qkv_bias), self.num_heads)
+        return self.proj(merge_heads(heads_attention(q, k, v, self.scale)))
 
 
 class Block(nn.Module):

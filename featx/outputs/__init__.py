@@ -1,20 +1,19 @@
 """Output formats: chosen by ``--out``'s suffix or ``--out-format``, written atomically (complete or absent).
 
-Every format is a class in ``FORMATS``. A format writes the whole file at the end of a run
-(``write``), except ``dir``, which writes each video's ``.npy`` as it finishes (``add``). Beside
-every output lie ``<out>.meta.json`` (provenance) and, when videos failed, ``<out>.errors.json``.
+This module is the protocol every format follows (:class:`OutputFormat`), the choice of a format for
+``--out``, and what lies beside every output: ``<out>.meta.json`` (provenance) and, when videos failed,
+``<out>.errors.json``. Each format is one module of this package, registered in ``FORMATS`` by name: a
+format writes its file from the videos in list order at the end of a run (``write``), except one that
+``streams`` (a folder), which stores each video's array as it finishes (``add``).
 """
 from __future__ import annotations
 
 import functools
 import json
 import os
-import pickle
-import posixpath
 import tempfile
-import zipfile
 from pathlib import Path
-from typing import IO, Any, Callable, ClassVar, Iterable, Mapping, NamedTuple, Sequence
+from typing import IO, Any, Callable, ClassVar, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -23,6 +22,15 @@ from featx.registry import FORMATS
 
 Features = dict[str, np.ndarray]
 INDEX = "__featx_index__"  # npz / h5 member holding [listed key, member name] rows, in list order
+
+
+class Row(NamedTuple):
+    """One written video, as ``write`` takes it: its listed key, its array (None where ``add`` stored it
+    already) and its meta entry (the sidecar's; a format may keep some of it, as Parquet keeps clip times)."""
+
+    key: str
+    array: np.ndarray | None
+    entry: Mapping[str, Any]
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
@@ -81,14 +89,25 @@ def safe_names(keys: Iterable[str], *, tree: bool = False, suffix: str = "") -> 
 
 
 class OutputFormat:
-    """One way of writing ``{listed key: array}``; ``keys`` are all listed videos, in list order."""
+    """One way of writing ``{listed key: array}``; ``keys`` are all listed videos, in list order.
+
+    A format module subclasses it and registers it (``@FORMATS.register("name")``); what it must give:
+    ``suffixes`` (the ``--out`` names it is chosen by), ``write`` (or ``dump``, for one file written at
+    once) and ``read``. The rest has defaults that suit a single file.
+    """
 
     suffixes: ClassVar[tuple[str, ...]] = ()
     streams: ClassVar[bool] = False  # True: ``add`` stores each array, the partial store keeps none
+    folder: ClassVar[bool] = False  # True: ``--out`` is a folder (an existing folder or a name ending in /)
+    entry_fields: ClassVar[tuple[str, ...]] = ()  # the meta entry's fields ``entry`` gives (where it went)
 
     def __init__(self, path: Path, keys: list[str]) -> None:
         self.path = path
         self.keys = keys
+
+    @classmethod
+    def check_path(cls, path: Path) -> None:
+        """Refuse (UserError) an ``--out`` this format cannot be written as, before any work."""
 
     def add(self, key: str, array: np.ndarray) -> None:
         """One finished video (only formats that stream write anything here)."""
@@ -97,11 +116,18 @@ class OutputFormat:
         """What the meta sidecar records of where ``key``'s array went (nothing, unless files are per video)."""
         return {}
 
-    def write(self, features: Features) -> None:
-        """The whole output, in list order, atomically."""
-        atomic_write(self.path, lambda f: self.dump(features, f))
+    def relocated(self, key: str, entry: Mapping[str, Any]) -> dict[str, Any]:
+        """``key``'s meta entry from another output (of any format), saying where this output keeps it."""
+        theirs = {name for fmt in FORMATS.names() for name in FORMATS.get(fmt).entry_fields}
+        return {**self.entry(key), **{name: value for name, value in entry.items() if name not in theirs}}
+
+    def write(self, rows: Iterable[Row]) -> None:
+        """The whole output from the written videos in list order, atomically; ``rows`` is read once, as it
+        comes (a format that can write video by video holds one at a time)."""
+        atomic_write(self.path, lambda f: self.dump({row.key: row.array for row in rows}, f))
 
     def dump(self, features: Features, f: IO[bytes]) -> None:
+        """The output's bytes, for a format that writes all videos at once."""
         raise NotImplementedError
 
     @classmethod
@@ -113,194 +139,46 @@ class OutputFormat:
         """What the output at this path, written as its sidecar ``meta`` says, holds for a rerun to keep."""
         return FORMATS.get(meta["format"]).read(self.path, meta)
 
+    def taken(self, source: Path, meta: dict[str, Any], keys: Sequence[str]) -> Iterator[Row]:
+        """``keys``' rows from the featx output at ``source`` (``meta``: its sidecar), for ``write``: what
+        ``featx merge`` gives this output from one shard (read whole, held until the last key is taken)."""
+        features = FORMATS.get(meta["format"]).read(source, meta)
+        for key in keys:
+            yield Row(key, features[key], self.relocated(key, meta["videos"][key]))
+
     def remove(self, entries: Iterable[dict[str, Any]]) -> None:
         """Remove what videos no longer listed left beside the output (their sidecar entries): only a folder has any."""
-
-
-@FORMATS.register("pkl")
-class PickleFormat(OutputFormat):
-    """A pickle of ``{key: float32 array}`` (the default)."""
-
-    suffixes = (".pkl", ".pickle")
-
-    def dump(self, features: Features, f: IO[bytes]) -> None:
-        pickle.dump(features, f, protocol=pickle.HIGHEST_PROTOCOL)
-
-    @classmethod
-    def read(cls, path: Path, meta: dict[str, Any] | None) -> Features:
-        with open(path, "rb") as f:
-            return pickle.load(f)
-
-
-@FORMATS.register("json")
-class JsonFormat(OutputFormat):
-    """``{key: (nested) list of floats}``."""
-
-    suffixes = (".json",)
-
-    def dump(self, features: Features, f: IO[bytes]) -> None:
-        """Video by video, so the text of one vector at a time is in memory, not of all of them."""
-        f.write(b"{")
-        for n, (key, array) in enumerate(features.items()):
-            f.write(f"{', ' if n else ''}{json.dumps(key)}: {json.dumps(array.tolist())}".encode())
-        f.write(b"}")
-
-    @classmethod
-    def read(cls, path: Path, meta: dict[str, Any] | None) -> Features:
-        return {k: np.asarray(v, dtype=np.float32) for k, v in json.loads(path.read_text()).items()}
-
-
-@FORMATS.register("list")
-class ListFormat(OutputFormat):
-    """MMAction2's own output: a list in list order (pickle, or JSON for a ``.json`` name); a video
-    that failed is ``None`` there, so positions still match the video list."""
-
-    suffixes = ()
-
-    def dump(self, features: Features, f: IO[bytes]) -> None:
-        rows = [features.get(k) for k in self.keys]
-        if self.path.suffix.lower() == ".json":
-            f.write(json.dumps([None if r is None else r.tolist() for r in rows]).encode())
-        else:
-            pickle.dump(rows, f, protocol=pickle.HIGHEST_PROTOCOL)
-
-    @classmethod
-    def read(cls, path: Path, meta: dict[str, Any] | None) -> Features:
-        if path.suffix.lower() == ".json":
-            rows = [None if r is None else np.asarray(r, dtype=np.float32) for r in json.loads(path.read_text())]
-        else:
-            with open(path, "rb") as f:
-                rows = pickle.load(f)
-        if meta is None:
-            raise UserError(f"{path}: a list output needs its {meta_path(path).name} to know which video is which")
-        return dict(zip(meta["videos"], (r for r in rows if r is not None)))
-
-
-@FORMATS.register("npz")
-class NpzFormat(OutputFormat):
-    """A numpy ``.npz``: one array per video under a safe name, and an index of the listed keys."""
-
-    suffixes = (".npz",)
-
-    def dump(self, features: Features, f: IO[bytes]) -> None:
-        names = safe_names(features)
-        index = np.array([[k, names[k]] for k in features], dtype=str).reshape(-1, 2)
-        # The members written one by one, as np.savez would: its keyword arguments cannot be named "file".
-        with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as npz:
-            for name, array in [*((names[k], v) for k, v in features.items()), (INDEX, index)]:
-                with npz.open(name + ".npy", "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
-
-    @classmethod
-    def read(cls, path: Path, meta: dict[str, Any] | None) -> Features:
-        with np.load(path, allow_pickle=False) as npz:
-            # by the members' full names: npz["x.npy"] alone would open video "x"'s member
-            return {key: npz[name + ".npy"] for key, name in npz[INDEX + ".npy"].tolist()}
-
-
-@FORMATS.register("h5")
-class H5Format(OutputFormat):
-    """HDF5 (``pip install 'featx[h5]'``): one dataset per video under its safe name (slashes become groups)."""
-
-    suffixes = (".h5", ".hdf5")
-
-    def __init__(self, path: Path, keys: list[str]) -> None:
-        import_h5py()  # before any work, not at the end
-        super().__init__(path, keys)
-
-    def dump(self, features: Features, f: IO[bytes]) -> None:
-        h5py = import_h5py()
-        names = safe_names(features, tree=True)
-        with h5py.File(f, "w") as h5:
-            for key, array in features.items():
-                h5.create_dataset(names[key], data=array)
-            h5.create_dataset(INDEX, data=np.array([[k, names[k]] for k in features], dtype=object).reshape(-1, 2),
-                              dtype=h5py.string_dtype())
-
-    @classmethod
-    def read(cls, path: Path, meta: dict[str, Any] | None) -> Features:
-        h5py = import_h5py()
-        with h5py.File(path, "r") as h5:
-            return {key.decode(): h5[name.decode()][()] for key, name in h5[INDEX][()].tolist()}
-
-
-def import_h5py() -> Any:
-    try:
-        import h5py
-    except ImportError:
-        raise UserError("the h5 format needs h5py: pip install 'featx[h5]'") from None
-    return h5py
-
-
-@FORMATS.register("dir")
-class DirFormat(OutputFormat):
-    """A folder with one ``<listed path>.npy`` per video, each written (atomically) as the video finishes."""
-
-    streams = True
-
-    def __init__(self, path: Path, keys: list[str]) -> None:
-        super().__init__(path, keys)
-        self.names = safe_names(keys, tree=True, suffix=".npy")
-
-    def entry(self, key: str) -> dict[str, Any]:
-        return {"file": self.names[key] + ".npy"}
-
-    def add(self, key: str, array: np.ndarray) -> None:
-        target = self.path / self.entry(key)["file"]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, lambda f: np.save(f, array))
-
-    def write(self, features: Features) -> None:
-        """Nothing left to write: every array went to its file in ``add``."""
-
-    def reusable(self, meta: dict[str, Any]) -> dict[str, np.ndarray | None]:
-        """The listed videos whose file is there, where this list puts it; their arrays stay on disk (None)."""
-        return {key: None for key, video in meta["videos"].items()
-                if key in self.names and video.get("file") == self.entry(key)["file"]
-                and (self.path / video["file"]).is_file()}
-
-    def remove(self, entries: Iterable[dict[str, Any]]) -> None:
-        listed = {self.entry(key)["file"] for key in self.keys}  # a name a listed video now has stays
-        for entry in entries:
-            if entry.get("file") and entry["file"] not in listed:
-                (self.path / entry["file"]).unlink(missing_ok=True)
-
-    @classmethod
-    def read(cls, path: Path, meta: dict[str, Any] | None) -> Features:
-        if meta is not None:
-            return {key: np.load(path / video["file"]) for key, video in meta["videos"].items()}
-        files = sorted(p.relative_to(path).as_posix() for p in path.rglob("*.npy") if p.is_file())
-        return {posixpath.splitext(name)[0]: np.load(path / name) for name in files}
 
 
 def format_for(path: Path, name: str | None) -> type[OutputFormat]:
     """``--out-format`` if given, else the format ``--out``'s suffix (or an existing folder) names."""
     if name is not None:
         return FORMATS.get(name)
+    formats = [FORMATS.get(fmt) for fmt in FORMATS.names()]
     if path.is_dir():
-        return DirFormat
+        return next(fmt for fmt in formats if fmt.folder)
     suffix = path.suffix.lower()
-    for fmt in FORMATS.names():
-        if suffix in FORMATS.get(fmt).suffixes:
-            return FORMATS.get(fmt)
-    known = ", ".join(s for fmt in FORMATS.names() for s in FORMATS.get(fmt).suffixes)
+    for fmt in formats:
+        if suffix in fmt.suffixes:
+            return fmt
+    known = ", ".join(s for fmt in formats for s in fmt.suffixes)
+    folders = ", ".join(FORMATS.name_of(fmt) for fmt in formats if fmt.folder)
     raise UserError(f"--out {path}: unsupported suffix {suffix or '(none)'!r}; use one of {known}, "
-                    "or --out-format dir for a folder of .npy files")
+                    f"or --out-format {folders} for a folder of .npy files")
 
 
 def open_output(out: str | Path, out_format: str | None, keys: list[str]) -> OutputFormat:
     """Validate ``--out`` before any work (format, folder that exists or can be made) and return its writer."""
     path = Path(out)
     if out_format is None and str(out).endswith(("/", os.sep)):
-        out_format = "dir"
+        out_format = next(fmt for fmt in FORMATS.names() if FORMATS.get(fmt).folder)
     fmt = format_for(path, out_format)
-    if fmt is DirFormat and path.exists() and not path.is_dir():
+    if fmt.folder and path.exists() and not path.is_dir():
         raise UserError(f"--out {path}: exists and is not a folder")
-    if fmt is not DirFormat and path.is_dir():
+    if not fmt.folder and path.is_dir():
         raise UserError(f"--out {path}: is a folder; the {FORMATS.name_of(fmt)} format writes a file")
-    if fmt is ListFormat and path.suffix.lower() not in (".pkl", ".pickle", ".json"):
-        raise UserError(f"--out {path}: the list format is written as .pkl, .pickle or .json")
-    folder = path if fmt is DirFormat else path.parent
+    fmt.check_path(path)
+    folder = path if fmt.folder else path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
