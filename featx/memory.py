@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?", re.IGNORECASE)
 # Without --max-memory, a CPU forward takes at most this share of the memory available, and at most
-# CPU_CEILING: past a few dozen views a CPU forward runs no faster (benchmarks/bench_extract.py), while
-# RSS keeps growing. A GPU forward takes this share of the GPU's free memory.
+# CPU_CEILING, which keeps every shipped config's peak RSS under 3 GB (README, Model families). A GPU
+# forward takes GPU_SHARE of the GPU's free memory.
 SHARE = 0.5
 CPU_CEILING = 1 * 2**30
 GPU_SHARE = 0.8
