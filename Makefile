@@ -40,7 +40,7 @@ ffmpeg-libs:
 
 test: runtime-check ffmpeg-libs  ## the run-time check, then the test extra and the test suite (what CI runs)
 	$(MAKE) --no-print-directory $(TESTING)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=10  # the ten slowest tests at the end
 
 bench: $(RUNTIME)  ## speed benchmark (see README)
 	$(BIN)/python benchmarks/bench_extract.py

@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from featx.config import LoaderSettings, load_config  # noqa: E402
+from featx.config import read_config  # noqa: E402
 from featx.data import VideoDataset, VideoItem, build_pipeline, read_video_list  # noqa: E402
 from featx.memory import ForwardSize  # noqa: E402
 from featx.extraction import FeatureExtractor, batched, extract, prepare_model, select_device  # noqa: E402
@@ -70,10 +70,10 @@ def make_videos(folder: Path, count: int, size: tuple[int, int], seconds: float,
     return items
 
 
-def random_checkpoint(cfg: Any, folder: Path) -> str:
+def random_checkpoint(config: Any, folder: Path) -> str:
     torch.manual_seed(0)
     path = folder / "random_weights.pth"
-    torch.save({"state_dict": build_model(cfg.model).state_dict()}, path)
+    torch.save({"state_dict": build_model(config.model).state_dict()}, path)
     return str(path)
 
 
@@ -135,14 +135,13 @@ class _MapStyle:
 def run_baseline(options: RunOptions, items: list[VideoItem]) -> dict[str, Any]:
     """What MMAction2 0.x's loop does: a DataLoader with ``workers_per_gpu`` workers, one video a batch,
     normalised on the host in float32, the plain model (no folding, NCHW)."""
-    cfg = load_config(options.config, options.cfg_options)
+    config = read_config(options.config, options.cfg_options)
     device = select_device(options.device)
-    model, _ = prepare_model(cfg, options.checkpoint, device, fuse=False, channels_last=False)
+    model, _ = prepare_model(config.model, options.checkpoint, device, fuse=False, channels_last=False)
     timings: dict[str, float] = {}
-    loader = DataLoader(_MapStyle(VideoDataset(items, build_pipeline(cfg.data.test.pipeline))),
-                        batch_size=1, shuffle=False, num_workers=LoaderSettings.from_config(cfg).workers_per_gpu,
-                        collate_fn=list)
-    extractor = FeatureExtractor(model, device)
+    loader = DataLoader(_MapStyle(VideoDataset(items, build_pipeline(config.pipeline, transforms=config.transforms))),
+                        batch_size=1, shuffle=False, num_workers=config.loader.workers_per_gpu, collate_fn=list)
+    extractor = FeatureExtractor(model, device, normalize=config.normalize)
     extractor.forward_size = ForwardSize(2**40, 1, "every view of a video in one forward, as the reference")
 
     def samples() -> Iterator[Any]:
@@ -195,7 +194,7 @@ def main() -> None:
         else:
             w, h = (int(v) for v in args.size.split("x"))
             items = make_videos(folder, args.videos, (w, h), args.seconds, args.fps)
-        checkpoint = args.checkpoint or random_checkpoint(load_config(args.config), folder)
+        checkpoint = args.checkpoint or random_checkpoint(read_config(args.config), folder)
         base = RunOptions(args.config, checkpoint, device=args.device)
         variants = {
             "default": base,

@@ -59,11 +59,11 @@ LINKS_PER_FILE = 50_000
 def prepare(folder: Path, most: int) -> tuple[Path, Path, Path]:
     """The tiny config, its random checkpoint, and ``most`` hard links of one tiny video (1000 a folder; a copy
     of it for every ``LINKS_PER_FILE``)."""
-    from featx.config import load_config
+    from featx.config import read_config
 
     config = folder / "tiny_r18_64px.py"
     config.write_text(TINY_CONFIG)
-    checkpoint = Path(random_checkpoint(load_config(str(config)), folder))
+    checkpoint = Path(random_checkpoint(read_config(str(config)), folder))
     [video] = make_videos(folder, 1, (64, 64), seconds=1.0, fps=8)
     root = folder / "videos"
     for i in range(most):

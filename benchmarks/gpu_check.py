@@ -34,7 +34,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
 import featx  # noqa: E402
 from bench_extract import cosine, make_videos, random_checkpoint, rel_diff, run_baseline, run_featx  # noqa: E402
-from featx.config import load_config  # noqa: E402
+from featx.config import read_config  # noqa: E402
 from featx.data import VideoItem  # noqa: E402
 from featx.runner import RunOptions, extract_features  # noqa: E402
 from helpers import GOLDEN, VIDEOS, case_config, golden_features, rel_error, write_golden_checkpoint  # noqa: E402
@@ -79,7 +79,7 @@ def check_precision(precisions: list[str], device: str, items: list[VideoItem], 
 def check_speed(device: str, sizes: list[str], videos: int, seconds: float, folder: Path,
                 with_fp16: bool) -> dict[str, Any]:
     """videos/s of the reference-style loop, featx default and featx fp16, and the share of time waiting for data."""
-    checkpoint = random_checkpoint(load_config(ROOT / SPEED_CONFIG), folder)
+    checkpoint = random_checkpoint(read_config(ROOT / SPEED_CONFIG), folder)
     base = RunOptions(str(ROOT / SPEED_CONFIG), checkpoint, device=device)
     figures = {}
     for size in sizes:
@@ -113,7 +113,7 @@ def check_speed(device: str, sizes: list[str], videos: int, seconds: float, fold
 
 def check_out_of_memory(device: str, folder: Path) -> dict[str, Any]:
     """250 views in one forward on a GPU allowed 3 GiB: the views per forward halve until they fit, same vectors."""
-    checkpoint = random_checkpoint(load_config(ROOT / MANY_VIEWS), folder)
+    checkpoint = random_checkpoint(read_config(ROOT / MANY_VIEWS), folder)
     options = RunOptions(str(ROOT / MANY_VIEWS), checkpoint, videos=[str(VIDEOS / CI_VIDEOS[1])], device=device)
     bounded = extract_features(options).features
     total = torch.cuda.get_device_properties(torch.device(device)).total_memory
@@ -129,7 +129,7 @@ def check_out_of_memory(device: str, folder: Path) -> dict[str, Any]:
 
 def check_torchrun(device: str, folder: Path) -> dict[str, Any]:
     """``torchrun --nproc_per_node 1`` gives the single-process run's vectors."""
-    checkpoint = random_checkpoint(load_config(ROOT / SPEED_CONFIG), folder)
+    checkpoint = random_checkpoint(read_config(ROOT / SPEED_CONFIG), folder)
     videos = [str(VIDEOS / name) for name in CI_VIDEOS]
     listing = folder / "videos.txt"
     listing.write_text("\n".join(videos) + "\n")
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="featx-gpu-check-") as tmp:
         folder = Path(tmp)
         speed_items = [VideoItem(n, str(VIDEOS / n)) for n in CI_VIDEOS]
-        checkpoint = random_checkpoint(load_config(ROOT / SPEED_CONFIG), folder)
+        checkpoint = random_checkpoint(read_config(ROOT / SPEED_CONFIG), folder)
         checks: dict[str, Callable[[], dict[str, Any]]] = {
             "parity": lambda: check_parity(cases, device, folder),
             "precision": lambda: check_precision(["bf16"] if args.skip_cuda else ["bf16", "fp16"], device,

@@ -10,7 +10,8 @@ import re
 import http.client
 import urllib.error
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ HASH_SUFFIX = re.compile(r"-([0-9a-f]{8,64})\.pth$")
 # How torch.save's files begin: a zip archive (the default since torch 1.6), or the legacy pickle stream
 ZIP_MAGIC, PICKLE_PROTOCOL = b"PK\x03\x04", b"\x80"
 UNPICKLER_ERROR = "WeightsUnpickler error:"
+PARTIAL_FLAG = "allow-partial-checkpoint"  # the option that accepts a checkpoint lacking model keys
 
 
 def _numpy_safe_globals() -> list:
@@ -120,11 +122,22 @@ def _unpickling_reason(message: str) -> str:
     return reason.split(". Please", 1)[0].split(" Check the documentation", 1)[0].rstrip(".") or "no reason given"
 
 
-def load_checkpoint(model: nn.Module, source: str) -> Path:
-    """Load ``source`` into ``model`` by MMAction2's parameter names; return the local file used.
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """A checkpoint loaded into a model: the local file, the model keys it lacked (left as built, only
+    with ``allow_partial``) and its keys the model does not use (the classification head)."""
 
-    Keys the model lacks (e.g. ``cls_head.*``) and keys the checkpoint lacks are reported in one
-    warning; a checkpoint that matches none of the model's keys, or whose shapes differ, is an error.
+    path: Path
+    missing: tuple[str, ...] = ()
+    unused: tuple[str, ...] = ()
+
+
+def load_checkpoint(model: nn.Module, source: str, *, allow_partial: bool = False) -> LoadedCheckpoint:
+    """Load ``source`` into ``model`` by MMAction2's parameter names.
+
+    A checkpoint that matches none of the model's keys, whose shapes differ, or that lacks any of the
+    model's keys (those layers would keep random weights) is an error; ``allow_partial`` accepts the
+    last with a warning. Keys the model lacks (``cls_head.*``) are reported in one warning.
     """
     path = resolve_checkpoint(source)
     state = read_state_dict(path)
@@ -141,19 +154,24 @@ def load_checkpoint(model: nn.Module, source: str) -> Path:
                 f"checkpoint {source} is for another model: {key} has shape {tuple(state[key].shape)} "
                 f"there and {tuple(own[key].shape)} in the model built from the config"
             )
-    unexpected = [k for k in state if k not in own]
-    missing = [k for k in own if k not in state]
-    if unexpected or missing:
-        log.warning(
-            "checkpoint %s: %d keys not used by the feature model (%s); %d model keys not in the checkpoint (%s)",
-            path.name, len(unexpected), _summary(unexpected), len(missing), _summary(missing),
+    unused = tuple(k for k in state if k not in own)
+    # BatchNorm's num_batches_tracked only counts training steps: a checkpoint without it loses nothing
+    missing = tuple(k for k in own if k not in state and not k.endswith(".num_batches_tracked"))
+    if missing and not allow_partial:
+        raise UserError(
+            f"checkpoint {source} lacks {len(missing)} of the model's {len(own)} keys ({_summary(missing)}): "
+            f"those layers would keep random weights; is it for this config? (--{PARTIAL_FLAG} runs anyway)"
         )
+    if unused:
+        log.warning("checkpoint %s: %d keys not used by the feature model (%s)", path.name, len(unused),
+                    _summary(unused))
+    if missing:
+        log.warning("checkpoint %s: %d model keys not in the checkpoint (%s): those layers keep random weights "
+                    "(--%s)", path.name, len(missing), _summary(missing), PARTIAL_FLAG)
     model.load_state_dict({k: state[k] for k in matched}, strict=False)
-    return path
+    return LoadedCheckpoint(path, missing, unused)
 
 
-def _summary(keys: list[str], most: int = 4) -> str:
-    if not keys:
-        return "none"
+def _summary(keys: Sequence[str], most: int = 4) -> str:
     shown = ", ".join(keys[:most])
     return shown + (f", ... {len(keys) - most} more" if len(keys) > most else "")

@@ -8,18 +8,21 @@ import shutil
 import signal
 import sys
 import textwrap
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch.distributed as dist
+from mmengine.config import DictAction
 
 from featx import __version__
 from featx.distributed import DistInfo, launcher_info
 from featx.errors import UserError
+from featx.layers import format_table, layer_table
 from featx.merge import merge
 from featx.model_index import find_model, models, resolve_model, table
 from featx.options import RunOptions, add_arguments, options_given
 from featx.registry import FORMATS
 from featx.runner import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_VIDEOS_FAILED, run
+from featx.show import MAPS, show
 
 log = logging.getLogger("featx")
 
@@ -27,7 +30,9 @@ log = logging.getLogger("featx")
 COMMANDS = """\
   featx CONFIG [CHECKPOINT] --out OUT ...  extract the features (the options below)
   featx models [WORD ...]                  list the models featx knows by name
-  featx merge --out OUT SHARD ...          join the outputs of a run's shards"""
+  featx merge --out OUT SHARD ...          join the outputs of a run's shards
+  featx show OUT [--png map.png]           summarise an output and draw a map of its videos
+  featx layers CONFIG                      list the modules --layer can name, with their output shapes"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,12 +118,68 @@ def merge_parser() -> argparse.ArgumentParser:
 
 def merge_command(argv: Sequence[str]) -> int:
     """``featx merge --out OUT SHARD ...``"""
-    args = merge_parser().parse_args(argv)
+    return _subcommand(merge_parser(), argv, lambda args: merge(args.shards, args.out, args.out_format,
+                                                                args.video_list))
+
+
+def show_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="featx show",
+        description="What a featx output holds: count, dimension, norms, constant and non-finite vectors, the "
+                    "closest pairs; with --png, a 2-D map of the videos coloured by their first folder and, for a "
+                    "--per-clip output, per video the cosine similarity of consecutive clips over time.",
+        epilog="Exit status: 0 shown; 2 bad input (no featx output, a missing optional library).")
+    p.add_argument("out", metavar="OUT", help="a featx output (any format)")
+    p.add_argument("--png", help="write the picture to this .png file (needs matplotlib: pip install 'featx[show]')")
+    p.add_argument("--size", default="1200x800", help="the picture's WIDTHxHEIGHT in pixels (default: %(default)s)")
+    p.add_argument("--map", default="pca", choices=sorted(MAPS),
+                   help="how the videos are laid out in 2-D (default: %(default)s; umap needs umap-learn, tsne "
+                        "scikit-learn)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def show_command(argv: Sequence[str]) -> int:
+    """``featx show OUT [--png map.png]``: the summary on stdout."""
+
+    def shown(args: argparse.Namespace) -> int:
+        print("\n".join(show(args.out, args.png, args.size, args.map)))
+        return EXIT_OK
+
+    return _subcommand(show_parser(), argv, shown)
+
+
+def _subcommand(parser: argparse.ArgumentParser, argv: Sequence[str],
+                action: Callable[[argparse.Namespace], int]) -> int:
+    """A subcommand's arguments parsed, logging set up, ``action`` run; bad input is one line, exit 2."""
+    args = parser.parse_args(argv)
     setup_logging(args.debug)
     try:
-        return merge(args.shards, args.out, args.out_format, args.video_list)
+        return action(args)
     except UserError as exc:
         return _usage_error(exc, args.debug)
+
+
+def layers_command(argv: Sequence[str]) -> int:
+    """``featx layers CONFIG [--cfg-options ...]``"""
+    p = argparse.ArgumentParser(prog="featx layers", description="The modules of CONFIG's model that --layer can "
+                                "name, with their output shapes for one view group of its test pipeline.")
+    p.add_argument("config", help="MMAction2-style Python config file")
+    p.add_argument("--cfg-options", nargs="+", action=DictAction, default={}, help="override config values")
+    p.add_argument("--no-fuse-conv-bn", dest="fuse_conv_bn", action="store_false",
+                   help="the modules of the model as a run with --no-fuse-conv-bn builds it")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = p.parse_args(argv)
+    setup_logging(args.debug)
+    try:
+        rows = layer_table(RunOptions(args.config, "", cfg_options=args.cfg_options, fuse_conv_bn=args.fuse_conv_bn))
+    except UserError as exc:
+        return _usage_error(exc, args.debug)
+    print(format_table([("module", "output shape (views of one group first)"), *rows]))
+    return EXIT_OK
+
+
+SUBCOMMANDS = {"models": list_models, "merge": merge_command, "show": show_command, "layers": layers_command}
 
 
 def _usage_error(exc: UserError, debug: bool) -> int:
@@ -135,10 +196,10 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["models"] or "--list-models" in argv:
-        return list_models(argv[1:] if argv[:1] == ["models"] else [])
-    if argv[:1] == ["merge"]:
-        return merge_command(argv[1:])
+    if argv[:1] and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]](argv[1:])
+    if "--list-models" in argv:
+        return list_models([])
     args = build_parser().parse_args(argv)
     setup_logging(args.debug)
     # Slurm pre-emption and kill stop the run like Ctrl-C; once it has returned, during the interpreter's

@@ -15,7 +15,7 @@ import torch
 
 from featx.checkpoint import resolve_checkpoint
 from featx.cli import setup_logging
-from featx.config import load_config
+from featx.config import read_config
 from featx.errors import UserError
 from featx.model_index import CONFIGS
 from featx.models import build_model
@@ -39,7 +39,7 @@ def official_or_random_checkpoint(out_dir: Path) -> tuple[str, bool]:
     except UserError as exc:
         log.warning("offline (%s): using a RANDOMLY INITIALISED model, its features are not meaningful", exc)
     torch.manual_seed(0)
-    model = build_model(load_config(CONFIG).model)
+    model = build_model(read_config(CONFIG).model)
     path = out_dir / "random_tsn_r50.pth"
     torch.save({"state_dict": model.state_dict()}, path)
     return str(path), True

@@ -7,15 +7,13 @@ import logging
 import os
 import re
 import time
-from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping
 
 import torch
-from mmengine.config import Config
 from torch import nn
 from tqdm import tqdm
 
-from featx.checkpoint import load_checkpoint
+from featx.checkpoint import LoadedCheckpoint, load_checkpoint
 from featx.data import Failure, Sample
 from featx.data.dataset import join_chunks
 from featx.data.decoders import first_line
@@ -50,10 +48,10 @@ def select_device(name: str | None) -> torch.device:
     return device
 
 
-def resolve_precision(requested: str | None, cfg: Config, device: torch.device) -> str:
-    """``--precision`` if given, else fp16 when the config has ``fp16 = dict(...)`` and runs on a GPU, else fp32."""
+def resolve_precision(requested: str | None, config_fp16: bool, device: torch.device) -> str:
+    """``--precision`` if given, else fp16 when the config asks for it (``config_fp16``) and runs on a GPU, else fp32."""
     if requested is None:
-        if cfg.get("fp16") is None:
+        if not config_fp16:
             return "fp32"
         if device.type != "cuda":
             log.warning("the config asks for fp16, which needs a GPU: running fp32 on %s", device)
@@ -69,16 +67,18 @@ def autocast(precision: str, device: torch.device) -> ContextManager[Any]:
     return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
-def prepare_model(cfg: Config, checkpoint: str, device: torch.device, *, fuse: bool = True,
-                  channels_last: bool = True, precision: str = "fp32") -> tuple[nn.Module, Path]:
-    """Build the model from ``cfg.model``, load the checkpoint on the CPU and move it to ``device``.
+def prepare_model(model_cfg: Mapping[str, Any], checkpoint: str, device: torch.device, *, fuse: bool = True,
+                  channels_last: bool = True, precision: str = "fp32",
+                  allow_partial: bool = False) -> tuple[nn.Module, LoadedCheckpoint]:
+    """Build the model from a config's ``model`` dict, load the checkpoint on the CPU (refused if it lacks model
+    keys, unless ``allow_partial``) and move it to ``device``.
 
     For speed, BatchNorm is folded into the convolutions and the weights are stored channels-last
     (both change the vectors only by float rounding, about 1e-7 relative); in float32 on a CPU,
     each convolution runs as one oneDNN kernel with its ReLU and residual sum (same arithmetic).
     """
-    model = build_model(cfg.model)
-    path = load_checkpoint(model, checkpoint)
+    model = build_model(model_cfg)
+    loaded = load_checkpoint(model, checkpoint, allow_partial=allow_partial)
     if fuse:
         model = fuse_conv_bn(model)
         if device.type == "cpu" and precision == "fp32":
@@ -86,7 +86,7 @@ def prepare_model(cfg: Config, checkpoint: str, device: torch.device, *, fuse: b
     model = model.to(device).eval()
     if channels_last:
         model = to_channels_last(model)
-    return model, path
+    return model, loaded
 
 
 def decode_workers(requested: int | None, workers_per_gpu: int, device: torch.device,

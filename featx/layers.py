@@ -31,8 +31,8 @@ def sample_video(path: Path, frames: int = 96, size: tuple[int, int] = (320, 240
 
 def layer_table(options: RunOptions) -> list[tuple[str, str]]:
     """``(module name, output shape)`` of every module of the config's model, for one view group."""
-    cfg, pipeline, _ = prepared_config(options)
-    model = build_model(cfg.model)
+    config, pipeline, _ = prepared_config(options)
+    model = build_model(config.model)
     if options.fuse_conv_bn:  # as a run builds it: a module folded or fused away does not run
         model = fuse_conv_bn(model)
         use_onednn_fusion(model)

@@ -15,11 +15,15 @@ from typing import Any, Callable, Mapping, Sequence
 
 from mmengine.config import DictAction
 
+from featx.checkpoint import PARTIAL_FLAG
+from featx.config import VIEWS
+from featx.data.sampling import PADS
 from featx.data.video_list import VIDEO_EXTENSIONS
 from featx.distributed import LAUNCHER_ENV
 from featx.errors import UserError
 from featx.memory import parse_size
 from featx.extraction import PER, PRECISIONS
+from featx.models.taps import POOLS
 from featx.registry import DECODERS, FORMATS
 from featx.shards import SHARD_BY, parse_shard
 
@@ -70,8 +74,8 @@ class RunOptions:
                              help="checkpoint file or http(s):// URL (cached in torch's hub folder); a model name "
                                   "has its own")
     out: str | None = option(None, flags=("--out",), argparse={"required": True},
-                             help="output: .pkl/.pickle (dict of float32 arrays), .json, .npz, .h5, or a folder "
-                                  "(ending in /) of .npy files; OUT.meta.json says how it was made")
+                             help="output: .pkl/.pickle (dict of float32 arrays), .json, .npz, .h5, .parquet, or a "
+                                  "folder (ending in /) of .npy files; OUT.meta.json says how it was made")
     video_list: str | None = option(None, flags=("--video-list",),
                                     help="text file, one video path per line (relative to --video-root, or "
                                          "absolute); without it, every video file under --video-root, sorted")
@@ -92,10 +96,30 @@ class RunOptions:
                                       help="sample clips over the whole video, one every N frames (16) or N seconds "
                                            "(0.5s), instead of the config's num_clips (memory-bounded for long "
                                            "videos)")
+    views: str = option("all", flags=("--views",), choices=VIEWS,
+                        help="all: every test view of the config (default); tool: the view reduction of MMAction2 "
+                             "1.x's clip_feature_extraction.py without --multi-view (one centre clip for a 3D "
+                             "SampleFrames, no twice_sample, TenCrop -> CenterCrop), averaged")
+    fps: float | None = option(None, flags=("--fps",), fingerprint=True, argparse={"type": float, "metavar": "F"},
+                               help="put every video on a grid of F frames per second first (the frame shown at "
+                                    "each 1/F s, by presentation timestamp, for any frame rate): sampling, strides "
+                                    "and windows then count grid frames")
+    pad: str = option("none", flags=("--pad",), choices=PADS, fingerprint=True,
+                      help="with --dense-stride: none (windows that fit), or repeat/zero: ceil(N / stride) windows, "
+                           "window i centred on frame i * stride + stride / 2, the ends padded with the edge frame "
+                           "or black")
+    layer: str | None = option(None, flags=("--layer",), fingerprint=True, argparse={"metavar": "NAME"},
+                               help="the output of this module instead of the backbone's, e.g. backbone.layer3 "
+                                    "(`featx layers CONFIG` lists them)")
+    pool: str | None = option(None, flags=("--pool",), choices=POOLS, fingerprint=True,
+                              help="how --layer's output is pooled over space and time: avg (default), max, or none "
+                                   "(each view's output kept whole, flattened)")
     cfg_options: Mapping[str, Any] = option(default_factory=dict, flags=("--cfg-options",),
                                             argparse={"nargs": "+", "action": DictAction},
-                                            help="override config values, e.g. data.workers_per_gpu=4 "
-                                                 "model.test_cfg.max_testing_views=10")
+                                            help="override config values by their key paths in the config's "
+                                                 "dialect, e.g. (0.x) data.workers_per_gpu=4 "
+                                                 "model.test_cfg.max_testing_views=10, (1.x) "
+                                                 "test_dataloader.dataset.pipeline.1.num_clips=2")
     fuse_conv_bn: bool = option(True, flags=("--fuse-conv-bn",), fingerprint=True,
                                 argparse={"action": argparse.BooleanOptionalAction},
                                 help="fold BatchNorm into the convolutions (default on: same vectors to float "
@@ -124,6 +148,9 @@ class RunOptions:
                                help="ask the decoder for frames in the sampler's order (default, as the reference) "
                                     "or sorted (fewer seeks: faster for multi-frame clips, but see the README for "
                                     "damaged files)")
+    allow_partial_checkpoint: bool = option(False, flags=(f"--{PARTIAL_FLAG}",), argparse={"action": "store_true"},
+                                            help="run even when the checkpoint lacks some of the model's weights "
+                                                 "(those layers keep random values: refused without it)")
     strict: bool = option(False, flags=("--strict",), argparse={"action": "store_true"},
                           help="stop at the first video that fails (exit 1)")
     restart: bool = option(False, flags=("--restart",), argparse={"action": "store_true"},
@@ -155,6 +182,12 @@ class RunOptions:
             raise UserError("give the videos or a video list, not both")
         if self.out is None and self.launcher != "none":
             raise UserError("a distributed run writes an output: give out")
+        if self.fps is not None and not self.fps > 0:
+            raise UserError(f"--fps {self.fps:g}: must be more than 0 frames per second")
+        if self.pad != "none" and self.dense_stride is None:
+            raise UserError(f"--pad {self.pad}: pads the windows of --dense-stride, so give --dense-stride too")
+        if self.pool is not None and self.layer is None:
+            raise UserError(f"--pool {self.pool}: pools the output of --layer, so give --layer too")
         if self.shard is not None:
             parse_shard(self.shard)
             if self.out is None:

@@ -17,12 +17,14 @@ class Registry:
     ``providers`` are the packages whose modules register into it: every lookup imports them all
     first, so what is registered never depends on which modules happened to be imported. ``check``,
     when set (by the module that defines what an entry must be), sees each ``(name, factory)`` as it
-    is registered and raises TypeError on one that breaks the registry's contract.
+    is registered and raises TypeError on one that breaks the registry's contract. A registry with a
+    ``base`` holds what differs from it (a config dialect's own steps) and falls back to it.
     """
 
-    def __init__(self, kind: str, providers: Sequence[str] = ()) -> None:
+    def __init__(self, kind: str, providers: Sequence[str] = (), base: Registry | None = None) -> None:
         self.kind = kind
         self.providers = tuple(providers)
+        self.base = base  # names not registered here are looked up there (a dialect's steps over the shared ones)
         self.check: Callable[[str, Callable[..., Any]], None] | None = None
         self._factories: dict[str, Callable[..., Any]] = {}
         self._loaded = not self.providers
@@ -48,7 +50,9 @@ class Registry:
                 module = importlib.import_module(package)
                 for info in pkgutil.walk_packages(getattr(module, "__path__", []), package + "."):
                     importlib.import_module(info.name)
-        return self._factories
+        if self.base is None:
+            return self._factories
+        return {**self.base._load(), **self._factories}
 
     def __contains__(self, name: object) -> bool:
         return name in self._load()
@@ -103,5 +107,8 @@ def check_arguments(factory: Callable[..., Any], args: Sequence[Any], kwargs: Ma
 
 MODELS = Registry("model", providers=("featx.models",))
 TRANSFORMS = Registry("transform", providers=("featx.data",))
+# MMAction2 1.x's pipeline steps where they differ from 0.x's (SampleFrames) or are new (UniformSample)
+TRANSFORMS_1X = Registry("transform", providers=("featx.data",), base=TRANSFORMS)
+DIALECTS = Registry("config dialect", providers=("featx.dialects",))
 DECODERS = Registry("decoder", providers=("featx.data",))
 FORMATS = Registry("output format", providers=("featx.outputs",))

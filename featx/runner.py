@@ -20,15 +20,13 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
-from mmengine.config import Config
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from featx import __version__
-from featx.checkpoint import file_sha256
-from featx.config import LoaderSettings, load_config, reads_raw_frames, use_dense_sampling
+from featx.checkpoint import LoadedCheckpoint, file_sha256
+from featx.config import ExtractionConfig, read_config, use_dense_sampling, use_tool_views
 from featx.data import Pipeline, VideoDataset, VideoItem, build_pipeline, decoded_samples, find_videos, read_video_list
 from featx.data.pipeline import Role, describe_views, split_normalize
-from featx.data.transforms import GPUNormalize
 from featx.distributed import (DistInfo, broadcast_from_main, gather_to_main, init_distributed, leave,
                                object_group, shard)
 from featx.errors import UserError
@@ -39,7 +37,7 @@ from featx.memory import gib, parse_size
 from featx.models import view_group
 from featx.options import Resolved, RunOptions
 from featx.outputs import OutputFormat, Row, open_output, sidecar, write_error_report, write_meta
-from featx.registry import DECODERS, FORMATS, TRANSFORMS
+from featx.registry import DECODERS, FORMATS, Registry
 from featx.reuse import Earlier, earlier_output
 from featx.result import VideoResult
 from featx.shards import ShardSlice, parse_shard
@@ -72,26 +70,29 @@ def listed_videos(options: RunOptions) -> list[VideoItem]:
     raise UserError("give --video-list, or --video-root alone to take every video file under it")
 
 
-def prepared_config(options: RunOptions) -> tuple[Config, Pipeline, Any]:
-    """The config (``--cfg-options``, dense sampling and the raw-frame rule applied), its test pipeline as the
-    workers run it, and the normalisation the device applies (a final ``Normalize``, or a ``GPUNormalize``
-    module hook), if any."""
-    cfg = load_config(options.config, options.cfg_options)
+def prepared_config(options: RunOptions) -> tuple[ExtractionConfig, Pipeline, Any]:
+    """The config as read (``--cfg-options``, the raw-frame rule, ``--views`` and dense sampling applied), its
+    test pipeline as the workers run it, and the normalisation the device applies (a final ``Normalize`` step,
+    or the config's own device-side one: a ``GPUNormalize`` module hook, a 1.x data preprocessor), if any."""
+    config = read_config(options.config, options.cfg_options)
+    if options.views == "tool":
+        config = use_tool_views(config)
     if options.dense_stride is not None:  # a backbone that mixes views gets windows of whole groups
-        use_dense_sampling(cfg, options.dense_stride, view_group(cfg.model))
-    pipeline, normalize = split_normalize(build_pipeline(cfg.data.test.pipeline, decoder=options.decoder,
-                                                          decode_order=options.decode_order))
-    hooked = GPUNormalize.from_module_hooks(cfg.get("module_hooks"))
-    if hooked is not None and (normalize is not None or pipeline.find(Role.NORMALIZE)):
-        raise UserError("the config normalises twice (a Normalize step and a GPUNormalize module hook): keep one")
-    return cfg, pipeline, normalize or hooked
+        config = use_dense_sampling(config, options.dense_stride, view_group(config.model), options.pad)
+    pipeline, normalize = split_normalize(build_pipeline(config.pipeline, transforms=config.transforms,
+                                                          decoder=options.decoder, decode_order=options.decode_order,
+                                                          fps=options.fps))
+    if config.normalize is not None and (normalize is not None or pipeline.find(Role.NORMALIZE)):
+        raise UserError(f"the config normalises twice (a Normalize step and its {type(config.normalize).__name__}): "
+                        "keep one")
+    return config, pipeline, normalize or config.normalize
 
 
-def resolved_decoder(requested: str | None, pipeline_cfg: Sequence[Mapping[str, Any]]) -> str:
-    """The backend that opens the videos: ``--decoder`` if given, else the config's opening step's own;
-    "none" when no step opens a video (the config is checked already)."""
+def resolved_decoder(requested: str | None, pipeline_cfg: Sequence[Mapping[str, Any]], transforms: Registry) -> str:
+    """The backend that opens the videos: ``--decoder`` if given, else the config's opening step's own (a step
+    of ``transforms``, the config dialect's); "none" when no step opens a video (the config is checked already)."""
     for step in pipeline_cfg:
-        factory = TRANSFORMS.get(step["type"])
+        factory = transforms.get(step["type"])
         if factory.role is Role.OPEN:
             return requested or factory.default_backend
     return "none"
@@ -108,10 +109,10 @@ class Extraction:
     """
 
     options: RunOptions
-    cfg: Config
+    config: ExtractionConfig
     pipeline: Pipeline
     extractor: FeatureExtractor
-    checkpoint_file: Path
+    checkpoint: LoadedCheckpoint
     resolved: Resolved
     batch_size: int
     info: DistInfo = field(default_factory=DistInfo)
@@ -119,20 +120,23 @@ class Extraction:
     fill_forwards: bool = True
 
     @classmethod
-    def prepare(cls, options: RunOptions, prepared: tuple[Config, Pipeline, Any] | None = None) -> Extraction:
+    def prepare(cls, options: RunOptions, prepared: tuple[ExtractionConfig, Pipeline, Any] | None = None
+                ) -> Extraction:
         """Load the model on its device (joining the process group first when a launcher started this one)."""
-        cfg, pipeline, normalize = prepared or prepared_config(options)
+        config, pipeline, normalize = prepared or prepared_config(options)
         device, info = select_device(options.device), DistInfo()
         if options.launcher != "none":
-            info, device = init_distributed(options.launcher, device, cfg.get("dist_params", {}).get("backend"))
-        precision = resolve_precision(options.precision, cfg, device)
-        torch.backends.cudnn.benchmark = bool(cfg.get("cudnn_benchmark", False))
+            info, device = init_distributed(options.launcher, device, config.dist_backend)
+        precision = resolve_precision(options.precision, config.fp16, device)
+        torch.backends.cudnn.benchmark = config.cudnn_benchmark
         if device.type == "cpu" and options.keep_freed_memory:
             keep_freed_memory()
-        model, checkpoint_file = prepare_model(cfg, options.checkpoint, device, fuse=options.fuse_conv_bn,
-                                               precision=precision)
-        settings = LoaderSettings.from_config(cfg)
-        decoder = resolved_decoder(options.decoder, cfg.data.test.pipeline)
+        model, checkpoint = prepare_model(config.model, options.checkpoint, device, fuse=options.fuse_conv_bn,
+                                          precision=precision, allow_partial=options.allow_partial_checkpoint)
+        if options.layer is not None:
+            model.tap(options.layer, options.pool or "avg")
+        settings = config.loader
+        decoder = resolved_decoder(options.decoder, config.pipeline, config.transforms)
         workers = decode_workers(options.workers, settings.workers_per_gpu, device)
         if workers and decoder != "none" and not DECODERS.get(decoder).forks:
             log.info("decoding in this process, not in %s: %s decodes with CUDA, which a forked worker cannot "
@@ -143,7 +147,12 @@ class Extraction:
         max_memory = None if options.max_memory is None else parse_size(options.max_memory)
         extractor = FeatureExtractor(model, device, precision, normalize, per=options.per, max_memory=max_memory,
                                      samples_in_flight=2 * workers)
-        return cls(options, cfg, pipeline, extractor, checkpoint_file, resolved, max(1, settings.videos_per_gpu), info)
+        return cls(options, config, pipeline, extractor, checkpoint, resolved, max(1, settings.videos_per_gpu),
+                   info)
+
+    @property
+    def checkpoint_file(self) -> Path:
+        return self.checkpoint.path
 
     def results(self, items: Sequence[VideoItem], on_chunk: Any = None) -> Iterator[VideoResult]:
         """Every video's result, in list order: decoded in the workers, batched, through the model, its chunks
@@ -168,17 +177,18 @@ class Extraction:
 
     def fingerprint(self, folder_output: bool) -> dict[str, Any]:
         """What decides the vectors (the partial store and the meta sidecar record it; a rerun compares it)."""
-        return fingerprint(self.cfg.model.to_dict(), self.cfg.data.test.pipeline, file_sha256(self.checkpoint_file),
+        return fingerprint(self.config.marks(), file_sha256(self.checkpoint_file),
                            **self.options.fingerprinted(self.resolved), folder_output=folder_output)
 
     def describe(self) -> str:
         """The start line's account of the model and where it runs."""
-        rule = ", a raw-frame config read from videos (featx's rule)" if reads_raw_frames(self.cfg) else ""
-        views = describe_views(self.pipeline)
+        c = self.config
+        rule = "a raw-frame config read from videos (featx's rule)" if c.raw_frames else ""
+        about = [f"MMAction2 {c.dialect}", c.model.get("type"), describe_views(self.pipeline), rule, *c.notes]
         bound = self.extractor.max_memory
         sizing = (f"views per forward sized at the first video to {gib(bound)} (--max-memory)" if bound is not None
                   else "views per forward sized at the first video from the memory available")
-        return (f"config {self.options.config} ({', '.join(filter(None, [self.cfg.model.type, views]))}{rule}); "
+        return (f"config {self.options.config} ({', '.join(filter(None, about))}); "
                 f"checkpoint {self.checkpoint_file}; {self.resolved.device} ({self.resolved.precision}), "
                 f"{count(self.info.world_size, 'process', 'processes')}, {count(self.resolved.workers, 'decoding worker')}"
                 f"{' each' if self.info.world_size > 1 else ''}; {sizing}")
@@ -195,6 +205,8 @@ class Extraction:
             "checkpoint": o.checkpoint,
             "checkpoint_file": str(self.checkpoint_file),
             "checkpoint_sha256": marks["checkpoint sha256"],
+            "checkpoint_missing_keys": list(self.checkpoint.missing),  # left as built (--allow-partial-checkpoint)
+            "checkpoint_unused_keys": list(self.checkpoint.unused),  # the classification head's, usually
             "precision": resolved.precision,
             "device": resolved.device,
             "processes": self.info.world_size,
@@ -202,9 +214,19 @@ class Extraction:
             "decode_order": o.decode_order,
             "fuse_conv_bn": o.fuse_conv_bn,
             "video_root": resolved.video_root,
-            "config": self.cfg.pretty_text,
+            "config_dialect": self.config.dialect,
+            "config": self.config.text,
             "fingerprint": marks,
+            **({"grid": self.grid()} if o.fps is not None or o.pad != "none" else {}),
+            **({"layer": {"name": o.layer, "pool": o.pool or "avg"}} if o.layer is not None else {}),
         }
+
+    def grid(self) -> dict[str, Any]:
+        """The time grid the windows are on (``--fps``, ``--dense-stride``, ``--pad``): its rate (None: each
+        video's own), the stride and window in grid frames, the padding."""
+        sampler = self.pipeline.find("sample")[0]
+        return {"fps": self.options.fps, "stride": getattr(sampler, "stride", None),
+                "window": (sampler.clip_len - 1) * sampler.frame_interval + 1, "pad": self.options.pad}
 
 
 class StrictFailure(Exception):

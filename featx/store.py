@@ -215,10 +215,10 @@ def read_records(path: Path) -> dict[str, VideoResult]:
     return latest
 
 
-def fingerprint(model_cfg: Any, pipeline_cfg: Any, checkpoint_sha256: str, **options: Any) -> dict[str, Any]:
-    """What decides the vectors: the model and test pipeline configs, the weights, and vector-changing options,
-    as JSON gives them back (so that one read from a file compares equal)."""
-    marks = {"model": model_cfg, "data.test.pipeline": pipeline_cfg, "checkpoint sha256": checkpoint_sha256,
+def fingerprint(config_marks: Mapping[str, Any], checkpoint_sha256: str, **options: Any) -> dict[str, Any]:
+    """What decides the vectors: the config values that do (model, test pipeline, ..., by their key path), the
+    weights, and vector-changing options, as JSON gives them back (so that one read from a file compares equal)."""
+    marks = {**config_marks, "checkpoint sha256": checkpoint_sha256,
              **{name.replace("_", " "): value for name, value in options.items()}}
     return json.loads(json.dumps(marks, default=repr))
 

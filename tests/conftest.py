@@ -5,7 +5,21 @@ from pathlib import Path
 
 import pytest
 
-from helpers import write_golden_checkpoint
+import torch
+
+from featx.config import read_config
+from featx.models import build_model
+from helpers import randomize_, write_golden_checkpoint
+
+TINY_TSN = """
+model = dict(type='Recognizer2D', backbone=dict(type='ResNet', depth=18, norm_eval=False))
+data = dict(videos_per_gpu=1, workers_per_gpu=0, test=dict(pipeline=[
+    dict(type='DecordInit'), dict(type='SampleFrames', clip_len=2, frame_interval=1, num_clips=1, test_mode=True),
+    dict(type='DecordDecode'), dict(type='Resize', scale=(-1, 32)), dict(type='CenterCrop', crop_size=32),
+    dict(type='Normalize', mean=[128, 128, 128], std=[64, 64, 64], to_bgr=False),
+    dict(type='FormatShape', input_format='NCHW'), dict(type='Collect', keys=['imgs'], meta_keys=[]),
+    dict(type='ToTensor', keys=['imgs'])]))
+"""
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +34,15 @@ def golden_checkpoint(tmp_path_factory: pytest.TempPathFactory):
         return made[case]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def tiny_tsn(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``(config, checkpoint)``: a ResNet-18 TSN-style config on 32 px frames (2 frames a video, decoded in
+    the main process) and a checkpoint of seeded random weights, for fast runs of the real CLI."""
+    folder = tmp_path_factory.mktemp("tiny")
+    config = folder / "tiny_tsn.py"
+    config.write_text(TINY_TSN)
+    checkpoint = folder / "tiny.pth"
+    torch.save({"state_dict": randomize_(build_model(read_config(config).model)).state_dict()}, checkpoint)
+    return config, checkpoint

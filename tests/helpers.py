@@ -2,30 +2,38 @@
 rule, vectors), model helpers, a video writer, and running the real CLI."""
 from __future__ import annotations
 
+import contextlib
 import copy
+import ctypes
 import json
+import logging
 import math
 import os
 import pickle
+import platform
 import re
 import subprocess
 import sys
+import tempfile
+import traceback
+import warnings
 import zlib
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import av
 import numpy as np
 import torch
 from torch import nn
 
-from featx.config import load_config
+from featx.config import read_config
 from featx.models import fuse_conv_bn, to_channels_last, use_onednn_fusion
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 GOLDEN = DATA / "golden"
+GOLDEN_1X = DATA / "golden-1x"  # made with MMAction2 1.2.0 (their configs under configs/mmaction2-1.x/)
 VIDEOS = DATA / "videos"
 
 # The first four cases predate options files: their configs are these.
@@ -50,7 +58,7 @@ def case_config(case: str) -> tuple[str, dict[str, Any]]:
 def case_model_cfg(case: str, **changes: Any) -> dict[str, Any]:
     """The ``model`` dict of a golden case's config, with its cfg_options and ``changes`` (dotted keys)."""
     config, options = case_config(case)
-    return load_config(ROOT / config, {**options, **changes}).model.to_dict()
+    return read_config(ROOT / config, {**options, **changes}).model
 
 
 def golden_tensor(seed: int, key: str, shape: list[int], dtype: str) -> torch.Tensor:
@@ -68,9 +76,14 @@ def golden_tensor(seed: int, key: str, shape: list[int], dtype: str) -> torch.Te
     return torch.from_numpy(np.asarray(arr, dtype=np.float64).astype(np.float32))
 
 
+def golden_dir(case: str) -> Path:
+    """The folder of a golden case: ``golden/`` (MMAction2 0.x) or ``golden-1x/``."""
+    return GOLDEN_1X if (GOLDEN_1X / f"{case}.layout.json").exists() else GOLDEN
+
+
 def case_weight_scale(case: str) -> dict[str, float]:
     """A golden case's ``weight_scale`` (regex -> factor; the fixtures README's "Scaled weights"), or none."""
-    options_file = GOLDEN / f"{case}.options.json"
+    options_file = golden_dir(case) / f"{case}.options.json"
     return json.loads(options_file.read_text()).get("weight_scale", {}) if options_file.exists() else {}
 
 
@@ -83,10 +96,16 @@ def scaled(key: str, tensor: torch.Tensor, weight_scale: dict[str, float]) -> to
 
 
 def write_golden_checkpoint(case: str, path: Path, seed: int = 0) -> Path:
-    """The checkpoint a golden case was made with, by the fixtures' rule (its ``weight_scale`` applied)."""
-    layout = json.loads((GOLDEN / f"{case}.layout.json").read_text())
+    """The checkpoint a golden case was made with, by the fixtures' rule (its ``weight_scale`` applied); a
+    non-float tensor other than ``num_batches_tracked`` (an index table) is the model's own, from
+    ``<case>.int_tensors.npz``."""
+    folder = golden_dir(case)
+    layout = json.loads((folder / f"{case}.layout.json").read_text())
+    ints = folder / f"{case}.int_tensors.npz"
+    own = dict(np.load(ints)) if ints.exists() else {}
     scale = case_weight_scale(case)
-    state = OrderedDict((key, scaled(key, golden_tensor(seed, key, shape, dtype), scale)) for key, shape, dtype in layout)
+    state = OrderedDict((key, torch.from_numpy(own[key]) if key in own
+                         else scaled(key, golden_tensor(seed, key, shape, dtype), scale)) for key, shape, dtype in layout)
     torch.save({"meta": {"seed": seed}, "state_dict": state}, path)
     return path
 
@@ -167,10 +186,86 @@ def run_featx(*args: str | os.PathLike, cwd: Path | None = None, timeout: float 
     )
 
 
+@contextlib.contextmanager
+def _captured_output() -> Iterator[dict[str, str]]:
+    """Everything written to stdout and stderr meanwhile, Python's streams and file descriptors 1 and 2 alike
+    (what C libraries and forked workers write too): in the dict yielded, as ``stdout`` and ``stderr``, at the end."""
+    got: dict[str, str] = {}
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        streams = sys.stdout, sys.stderr
+        for stream in streams:
+            stream.flush()
+        saved = [os.dup(1), os.dup(2)]
+        try:
+            os.dup2(out.fileno(), 1)
+            os.dup2(err.fileno(), 2)
+            sys.stdout, sys.stderr = (open(fd, "w", buffering=1, closefd=False) for fd in (1, 2))
+            yield got
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            sys.stdout, sys.stderr = streams
+            for fd, copy in enumerate(saved, start=1):
+                os.dup2(copy, fd)
+                os.close(copy)
+            for name, file in (("stdout", out), ("stderr", err)):
+                file.seek(0)
+                text = file.read().decode(errors="replace")  # with universal newlines, as subprocess's text mode
+                got[name] = text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def call_featx(*args: str | os.PathLike, cwd: Path | None = None, env: dict[str, str] | None = None
+               ) -> subprocess.CompletedProcess:
+    """The command line's ``main`` called in this process, seen as :func:`run_featx` sees the real command:
+    exit status, stdout and stderr (file descriptors included); an exception that would reach the user as a
+    traceback is one in stderr here too, status 1. No interpreter start or import of torch, so it costs a
+    run's own work only: use it unless the process itself is tested (signals, launchers, the installed script).
+    ``env`` is added to the environment meanwhile; the environment, the cwd (the checkout by default), featx's
+    logger and the heap (glibc's, trimmed: a run keeps what its forward freed) are as before afterwards."""
+    from featx.cli import main  # noqa: PLC0415 (imported when first run, as the command would)
+
+    argv = [str(a) for a in args]
+    environ, where = dict(os.environ), os.getcwd()
+    logger = logging.getLogger("featx")
+    handlers, level, propagate = logger.handlers[:], logger.level, logger.propagate
+    os.environ.update(env or {})
+    os.chdir(cwd or ROOT)
+    try:
+        with _captured_output() as output, warnings.catch_warnings():
+            warnings.resetwarnings()  # the interpreter's: each warning printed to stderr, not pytest's record
+            warnings.simplefilter("default")
+            warnings.showwarning = _print_warning
+            try:
+                status = main(argv)
+            except SystemExit as exc:  # argparse: --help, --version, usage errors
+                status = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+            except Exception:  # noqa: BLE001 (what the interpreter would print)
+                traceback.print_exc()
+                status = 1
+        return subprocess.CompletedProcess(["featx", *argv], status, output["stdout"], output["stderr"])
+    finally:
+        os.chdir(where)
+        os.environ.clear()
+        os.environ.update(environ)
+        logger.handlers[:], logger.propagate = handlers, propagate
+        logger.setLevel(level)
+        _trim_heap()
+
+
+def _print_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                   file: Any = None, line: str | None = None) -> None:
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def _trim_heap() -> None:
+    if platform.libc_ver()[0] == "glibc":
+        ctypes.CDLL(None).malloc_trim(0)
+
+
 def featx_exits(*args: str | os.PathLike, expect: int = 0, env: dict[str, str] | None = None
                 ) -> subprocess.CompletedProcess:
-    """:func:`run_featx`, asserting its exit status (stderr shown when it differs)."""
-    proc = run_featx(*args, env=env)
+    """:func:`call_featx` (in this process), asserting its exit status (stderr shown when it differs)."""
+    proc = call_featx(*args, env=env)
     assert proc.returncode == expect, proc.stderr
     return proc
 

@@ -13,9 +13,12 @@ import numpy as np
 import pytest
 import torch
 
+import featx
 from featx.checkpoint import file_sha256, load_checkpoint, read_state_dict, resolve_checkpoint
 from featx.errors import UserError
 from featx.models import build_model
+from featx.runner import RunOptions, run
+from helpers import CASE_CONFIGS, ROOT, VIDEOS
 
 TINY_2D = {"type": "Recognizer2D", "backbone": {"type": "ResNet", "depth": 18}}
 
@@ -43,16 +46,56 @@ def test_wrapped_bare_and_module_prefixed_dicts_load(model, tmp_path):
         assert torch.equal(fresh.state_dict()["backbone.conv1.conv.weight"], state["backbone.conv1.conv.weight"]), name
 
 
-def test_head_and_missing_keys_are_one_warning(model, tmp_path, caplog):
+def test_head_keys_are_reported_and_recorded(model, tmp_path, caplog):
     state = _state(model)
     state["cls_head.fc_cls.weight"] = torch.zeros(400, 512)
-    del state["backbone.layer4.1.conv2.bn.running_var"]
+    del state["backbone.layer4.1.conv2.bn.num_batches_tracked"]  # a training counter: nothing is lost without it
     torch.save({"state_dict": state}, tmp_path / "c.pth")
     with caplog.at_level(logging.WARNING, logger="featx"):
-        load_checkpoint(model, str(tmp_path / "c.pth"))
+        loaded = load_checkpoint(model, str(tmp_path / "c.pth"))
+    assert (loaded.missing, loaded.unused) == ((), ("cls_head.fc_cls.weight",))
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1
-    assert "cls_head.fc_cls.weight" in warnings[0] and "layer4.1.conv2.bn.running_var" in warnings[0]
+    assert len(warnings) == 1 and "1 keys not used by the feature model (cls_head.fc_cls.weight)" in warnings[0]
+
+
+def test_checkpoint_lacking_model_keys_is_refused_unless_allowed(model, tmp_path, caplog):
+    state = _state(model)
+    lost = [k for k in state if k.startswith("backbone.layer4.1.")]
+    for key in lost:
+        del state[key]
+    missing = [k for k in lost if not k.endswith("num_batches_tracked")]
+    torch.save({"state_dict": state}, tmp_path / "c.pth")
+    with pytest.raises(UserError) as refused:
+        load_checkpoint(model, str(tmp_path / "c.pth"))
+    message = str(refused.value)
+    assert f"lacks {len(missing)} of the model's {len(model.state_dict())} keys" in message
+    assert f"({', '.join(missing[:4])}, ... {len(missing) - 4} more)" in message
+    assert "--allow-partial-checkpoint" in message and "\n" not in message
+    with caplog.at_level(logging.WARNING, logger="featx"):
+        loaded = load_checkpoint(model, str(tmp_path / "c.pth"), allow_partial=True)
+    assert loaded.missing == tuple(missing) and loaded.unused == ()
+    assert any(f"{len(missing)} model keys not in the checkpoint" in r.getMessage() for r in caplog.records)
+
+
+def test_a_run_with_a_partial_checkpoint_is_refused_or_recorded(golden_checkpoint, tmp_path):
+    """--allow-partial-checkpoint runs with a checkpoint that lacks model keys; the meta sidecar records which
+    keys were missing and which went unused. Without it the run stops before anything is written."""
+    state = read_state_dict(golden_checkpoint("tsn_clip"))
+    missing = ["backbone.layer4.2.conv3.conv.weight", "backbone.layer4.2.conv3.bn.weight"]
+    for key in missing:
+        del state[key]
+    torch.save({"state_dict": state}, tmp_path / "partial.pth")
+    options = dict(config=str(ROOT / CASE_CONFIGS["tsn_clip"]), checkpoint=str(tmp_path / "partial.pth"),
+                   videos=["h264_176x144_18frames.mp4"], video_root=str(VIDEOS), out=str(tmp_path / "o.pkl"),
+                   workers=0)
+    with pytest.raises(UserError, match="lacks 2 of the model's"):
+        run(RunOptions(**options))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["partial.pth"]
+    assert run(RunOptions(**options, allow_partial_checkpoint=True)) == 0
+    features, meta = featx.load(tmp_path / "o.pkl")
+    assert list(features) == ["h264_176x144_18frames.mp4"]
+    assert meta["checkpoint_missing_keys"] == missing
+    assert meta["checkpoint_unused_keys"] == ["cls_head.fc_cls.weight", "cls_head.fc_cls.bias"]
 
 
 def test_checkpoint_matching_nothing_is_an_error(model, tmp_path):

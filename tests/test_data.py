@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
+import sys
 
 import av
 import cv2
@@ -10,12 +13,13 @@ import numpy as np
 import pytest
 
 from helpers import GOLDEN, ROOT, VIDEOS, encode_video, gradient_frames
-from featx.config import load_config, reads_raw_frames
+from featx.config import read_config
 from featx.data import Failure, VideoDataset, VideoItem, build_pipeline, decoded_samples, read_video_list
+from featx.data.decoders import library_noise_hidden
 from featx.data.decoders.decord_reader import DecordReader
 from featx.data.pipeline import Role, check_step
 from featx.errors import UserError, VideoError
-from featx.registry import DECODERS, TRANSFORMS, Registry
+from featx.registry import DECODERS, TRANSFORMS, TRANSFORMS_1X, Registry
 
 MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
 NORMALIZE = dict(type="Normalize", mean=MEAN, std=STD, to_bgr=False)
@@ -164,9 +168,9 @@ def test_shipped_configs_sample_the_golden_indices(case):
     """Every family's sampler (SampleFrames, DenseSampleFrames, ...) read from the shipped config, as the
     golden options and featx's raw-frame rule give it."""
     options = golden(case, "options")
-    cfg = load_config(ROOT / "configs" / "recognition" / options["config"], options["cfg_options"])
-    assert reads_raw_frames(cfg) == options["raw_frame_rule"]
-    sampler = next(TRANSFORMS.build(s) for s in cfg.data.test.pipeline if s["type"].endswith("SampleFrames"))
+    config = read_config(ROOT / "configs" / "recognition" / options["config"], options["cfg_options"])
+    assert config.raw_frames == options["raw_frame_rule"]
+    sampler = next(TRANSFORMS.build(s) for s in config.pipeline if s["type"].endswith("SampleFrames"))
     for name, expected in golden(case, "frame_inds").items():
         total = len(DecordReader(str(VIDEOS / name)))
         assert sampler({"total_frames": total, "start_index": 0})["frame_inds"].tolist() == expected, name
@@ -196,11 +200,11 @@ def test_dense_windows_of_whole_view_groups_hand_computed():
 
 
 def test_raw_frame_rule_and_flow_refusal():
-    cfg = load_config(ROOT / "configs/recognition/tsm/tsm_r50_1x1x8_50e_kinetics400_rgb.py")
-    types = [s["type"] for s in cfg.data.test.pipeline]
+    config = read_config(ROOT / "configs/recognition/tsm/tsm_r50_1x1x8_50e_kinetics400_rgb.py")
+    types = [s["type"] for s in config.pipeline]
     assert types[:3] == ["DecordInit", "SampleFrames", "DecordDecode"] and "RawFrameDecode" not in types
     with pytest.raises(UserError, match="optical flow is not supported"):
-        load_config(ROOT / "configs/recognition/tsn/tsn_r50_320p_1x1x3_110e_kinetics400_flow.py")
+        read_config(ROOT / "configs/recognition/tsn/tsn_r50_320p_1x1x3_110e_kinetics400_flow.py")
 
 
 def sample_inds(total_frames: int, start_index: int = 0, **kwargs) -> list[int]:
@@ -427,10 +431,29 @@ def test_bad_transform_configs_are_user_errors(cfg, message):
         build_pipeline([dict(type="DecordInit"), cfg])
 
 
+def test_a_decoding_librarys_own_stderr_is_hidden_unless_debugging(capfd):
+    """What decord and its FFmpeg write straight to file descriptor 2 stays out of the terminal; with
+    --debug (featx logging at debug level) it is shown."""
+    with library_noise_hidden():
+        os.write(2, b"[mov,mp4 @ 0x1] moov atom not found\n")
+    print("featx's own", file=sys.stderr)
+    assert capfd.readouterr().err == "featx's own\n"
+    logger = logging.getLogger("featx")
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    try:
+        with library_noise_hidden():
+            os.write(2, b"video_reader.cc:312: Failed to seek\n")
+    finally:
+        logger.setLevel(level)
+    assert capfd.readouterr().err == "video_reader.cc:312: Failed to seek\n"
+
+
 @pytest.fixture
 def bad_videos(tmp_path):
     (tmp_path / "empty.mp4").touch()
     (tmp_path / "text.mp4").write_text("this is not a video\n")
+    (tmp_path / "text.txt").write_text("this is not a video\n")
     return tmp_path
 
 
@@ -438,6 +461,7 @@ def bad_videos(tmp_path):
     ("missing.mp4", "file not found"),
     ("empty.mp4", "empty file"),
     ("text.mp4", "not a video file"),
+    ("text.txt", "not a video file"),  # whatever the suffix (FFmpeg reads a .txt as text "video")
 ])
 def test_dataset_reports_bad_videos(bad_videos, name, reason):
     dataset = VideoDataset([VideoItem(name, str(bad_videos / name))], build_pipeline(CASES["tsn_clip"]))
@@ -456,3 +480,46 @@ def test_dataset_goes_on_after_a_bad_video(bad_videos):
     assert sample.key == good and sample.total_frames == 18 and sample.avg_fps == 15.0
     assert sample.imgs.dtype == np.float32 and sample.imgs.shape == (10, 3, 4, 256, 256)
     assert sample.frame_inds.tolist() == golden("slowonly_clip", "frame_inds")[good]
+
+
+def transform_1x(cfg: dict, **results) -> dict:
+    return TRANSFORMS_1X.build(cfg)({"start_index": 0, **results})
+
+
+def test_1x_sample_frames_spreads_3d_clips_from_first_to_last_frame():
+    # 90 frames, 32x2x4: a clip spans 63 frames; 1.x starts clips at round(k * 27 / 3), 0.x centres them in segments
+    clips = dict(type="SampleFrames", clip_len=32, frame_interval=2, num_clips=4, test_mode=True)
+    assert transform_1x(clips, total_frames=90)["frame_inds"][::32].tolist() == [0, 9, 18, 27]
+    assert transform(clips, total_frames=90, start_index=0)["frame_inds"][::32].tolist() == [3, 10, 16, 23]
+    one = transform_1x({**clips, "num_clips": 1}, total_frames=90)["frame_inds"]
+    assert one[0] == (90 - 63) // 2 and len(one) == 32
+    twice = transform_1x(dict(type="SampleFrames", clip_len=2, frame_interval=3, num_clips=2, twice_sample=True),
+                         total_frames=20)  # span 4, max offset 16: 4 clips 16 apart, looped
+    assert twice["frame_inds"].tolist() == [0, 3, 16, 19, 12, 15, 8, 11] and twice["num_clips"] == 4
+    short = transform_1x(dict(type="SampleFrames", clip_len=4, frame_interval=16, num_clips=2), total_frames=18)
+    assert short["frame_inds"].tolist() == [0, 16, 14, 12] * 2  # no room: both clips at 0, looped
+
+
+def test_1x_sample_frames_2d_and_target_fps():
+    # 2D: segments of N / num_clips, frame_interval plays no part (0.x: (N - interval + 1) / num_clips)
+    tsn = dict(type="SampleFrames", clip_len=1, frame_interval=2, num_clips=3, test_mode=True)
+    assert transform_1x(tsn, total_frames=30)["frame_inds"].tolist() == [5, 15, 25]
+    assert transform(tsn, total_frames=30, start_index=0)["frame_inds"].tolist() == [4, 14, 24]
+    twice = transform_1x({**tsn, "twice_sample": True}, total_frames=30)["frame_inds"]
+    assert twice.tolist() == [5, 15, 25, 0, 10, 20]
+    # 60 fps to 30: a 4x2 clip spans 16 frames, its 4 spread by linspace(0, 15, 4); offsets floor(84 / 1) apart
+    fps = dict(type="SampleFrames", clip_len=4, frame_interval=2, num_clips=2, target_fps=30)
+    assert transform_1x(fps, total_frames=100, avg_fps=60.0)["frame_inds"].tolist() == [0, 5, 10, 15, 84, 89, 94, 99]
+    with pytest.raises(UserError, match="target_fps"):
+        TRANSFORMS_1X.build({**fps, "target_fps": 0})
+
+
+def test_1x_uniform_and_untrimmed_sampling_hand_computed():
+    # 33 frames, 4 segments of 8: clip k takes round(8 i) + int((k + 1) * 8 / 3)
+    uniform = transform_1x(dict(type="UniformSample", clip_len=4, num_clips=2, test_mode=True), total_frames=33)
+    assert uniform["frame_inds"].tolist() == [2, 10, 18, 26, 5, 13, 21, 29] and uniform["num_clips"] == 2
+    # 1.x: centres every clip_interval frames, the clip's frames frame_interval apart, clamped
+    untrimmed = dict(type="UntrimmedSampleFrames", clip_len=3, clip_interval=8, frame_interval=2)
+    assert transform_1x(untrimmed, total_frames=13)["frame_inds"].tolist() == [2, 4, 6, 10, 12, 12]
+    with pytest.raises(UserError, match="clip_interval"):  # a 0.x name is not a 1.x one
+        TRANSFORMS_1X.build({**untrimmed, "clip_interval": 0})

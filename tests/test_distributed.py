@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import CASE_CONFIGS, ROOT, VIDEOS, golden_features, run_featx, write_list
+from helpers import CASE_CONFIGS, ROOT, VIDEOS, call_featx, golden_features, write_list
 from featx.distributed import DistInfo, first_host, launcher_env, shard
 from featx.errors import UserError
 
@@ -61,9 +61,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def single_process(checkpoint, video_list, tmp_path):
-    out = tmp_path / "single.pkl"
-    proc = run_featx(TSN, checkpoint, "--video-list", video_list, "--video-root", VIDEOS, "--out", out, *FAST)
+@pytest.fixture(scope="module")
+def single_process(golden_checkpoint, tmp_path_factory) -> dict[str, np.ndarray]:
+    """One process's features of every video in ALL (a video's features do not depend on the rest of the
+    list), computed once for the module's comparisons."""
+    tmp = tmp_path_factory.mktemp("single")
+    out = tmp / "single.pkl"
+    proc = call_featx(TSN, golden_checkpoint("tsn_clip"), "--video-list", write_list(tmp / "all.txt", ALL),
+                      "--video-root", VIDEOS, "--out", out, *FAST)
     assert proc.returncode == 0, proc.stderr
     return pickle.loads(out.read_bytes())
 
@@ -76,7 +81,7 @@ def assert_same(got: dict, expected: dict) -> None:
 
 @pytest.mark.parametrize("procs, videos, sliced", [(2, ALL, None), (3, ALL[:4], None), (2, ALL[:1], None),
                                                    (2, ALL, "1/2")])
-def test_dist_script_equals_single_process(procs, videos, sliced, golden_checkpoint, tmp_path):
+def test_dist_script_equals_single_process(procs, videos, sliced, single_process, golden_checkpoint, tmp_path):
     """Also torchrun inside a shard (N shards x M processes): shard 1 of 2 is the list's last 3 videos."""
     video_list = write_list(tmp_path / "list.txt", videos)
     out = tmp_path / "dist" / "feats.pkl"
@@ -90,9 +95,8 @@ def test_dist_script_equals_single_process(procs, videos, sliced, golden_checkpo
     assert proc.returncode == 0, proc.stderr
     if sliced:
         videos, out = videos[2:], out.with_name("feats.shard-0001-of-0002.pkl")
-        video_list = write_list(tmp_path / "slice.txt", videos)
     assert f"{len(videos)} written, 0 failed" in proc.stderr
-    assert_same(pickle.loads(out.read_bytes()), single_process(golden_checkpoint("tsn_clip"), video_list, tmp_path))
+    assert_same(pickle.loads(out.read_bytes()), {name: single_process[name] for name in videos})
     assert sorted(p.name for p in out.parent.iterdir()) == [out.name, f"{out.name}.meta.json"]  # no temp or partial
     assert json.loads(out.with_name(f"{out.name}.meta.json").read_text())["processes"] == procs
 
@@ -106,7 +110,7 @@ LAUNCHER_VARS = {
 
 
 @pytest.mark.parametrize("launcher", sorted(LAUNCHER_VARS))
-def test_slurm_and_mpi_launchers_with_two_local_processes(launcher, golden_checkpoint, tmp_path):
+def test_slurm_and_mpi_launchers_with_two_local_processes(launcher, single_process, golden_checkpoint, tmp_path):
     video_list = write_list(tmp_path / "list.txt", ALL[:3])
     out = tmp_path / "feats.pkl"
     port = free_port()
@@ -120,7 +124,7 @@ def test_slurm_and_mpi_launchers_with_two_local_processes(launcher, golden_check
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
-    assert_same(pickle.loads(out.read_bytes()), single_process(golden_checkpoint("tsn_clip"), video_list, tmp_path))
+    assert_same(pickle.loads(out.read_bytes()), {name: single_process[name] for name in ALL[:3]})
 
 
 def test_a_failing_rank_ends_the_job_with_its_message(golden_checkpoint, tmp_path):

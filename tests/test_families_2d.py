@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from helpers import ROOT, case_model_cfg, encode_video, fast_path, gradient_frames, randomize_, rel_error
-from featx.config import load_config
+from featx.config import read_config
 from featx.errors import UserError
 from featx.models import build_model, fuse_conv_bn
 from featx.models.backbones.mobilenet_v2 import make_divisible
@@ -21,7 +21,7 @@ from featx.runner import RunOptions, extract_features
 
 
 def shipped_model_cfg(config: str) -> dict[str, Any]:
-    return load_config(ROOT / "configs" / "recognition" / config).model.to_dict()
+    return read_config(ROOT / "configs" / "recognition" / config).model
 
 
 def with_backbone(model: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -176,3 +176,13 @@ def test_dense_stride_gives_a_window_of_num_segments_every_stride(backbone, gold
     assert windows.shape == (2, 2048)
     cut = extract_features(RunOptions(videos=["from0.mkv", "from7.mkv"], **common)).features
     assert rel_error(windows[0], cut["from0.mkv"]) < 1e-5 and rel_error(windows[1], cut["from7.mkv"]) < 1e-5
+
+
+def test_views_that_are_not_whole_groups_are_the_users_error(golden_checkpoint) -> None:
+    """TSM sampling 7 segments for a backbone of 8: one line naming the group (exit 2), not a ValueError."""
+    case, config, cfg_options = DENSE_CASES["ResNetTSM"]
+    options = RunOptions(config=str(ROOT / "configs/recognition" / config), checkpoint=str(golden_checkpoint(case)),
+                         videos=["h264_176x144_18frames.mp4"], video_root=str(ROOT / "tests/data/videos"),
+                         cfg_options={**cfg_options, "data.test.pipeline.1.num_clips": 7}, workers=0)
+    with pytest.raises(UserError, match="7 views per video are not whole groups of 8: ResNetTSM mixes"):
+        extract_features(options)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from helpers import ROOT, fast_path, randomize_, rel_error
-from featx.config import load_config
+from featx.config import read_config
 from featx.data import Sample
 from featx.errors import UserError
 from featx.extraction import FeatureExtractor
@@ -36,9 +36,9 @@ def small_model(name: str) -> nn.Module:
     """``c3d`` or a TimeSformer (``divST``, ``jointST``, ``spaceOnly``) from its shipped config with small
     sizes, randomised; built once, so tests must not modify it."""
     if name == "c3d":
-        cfg = load_config(ROOT / C3D, SMALL_C3D)
+        cfg = read_config(ROOT / C3D, SMALL_C3D)
     else:
-        cfg = load_config(ROOT / TIMESFORMER.format(name), SMALL_TIMESFORMER)
+        cfg = read_config(ROOT / TIMESFORMER.format(name), SMALL_TIMESFORMER)
     return randomize_(build_model(cfg.model))
 
 

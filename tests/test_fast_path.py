@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from helpers import CASE_CONFIGS, ROOT, VIDEOS
-from featx.config import load_config
+from featx.config import read_config
 from featx.data import build_pipeline
 from featx.data.pipeline import split_normalize
 from featx.data.transforms import Normalize
@@ -35,9 +35,9 @@ def test_normalize_tensor_is_bit_identical_to_normalize(to_bgr):
 
 @pytest.mark.parametrize("case", sorted(CASE_CONFIGS))
 def test_split_pipeline_gives_the_same_model_input(case):
-    cfg = load_config(ROOT / CASE_CONFIGS[case])
-    full = build_pipeline(cfg.data.test.pipeline)
-    host, norm = split_normalize(build_pipeline(cfg.data.test.pipeline))
+    config = read_config(ROOT / CASE_CONFIGS[case])
+    full = build_pipeline(config.pipeline)
+    host, norm = split_normalize(build_pipeline(config.pipeline))
     assert isinstance(norm, Normalize) and len(host.steps) == len(full.steps) - 1
     start = {"filename": str(VIDEOS / "h264_426x240_24fps.mp4"), "start_index": 0}
     expected = full(dict(start))["imgs"]
@@ -54,9 +54,9 @@ def test_no_split_when_normalize_is_not_last():
 
 @pytest.mark.parametrize("case", ["tsn_clip", "slowonly_clip"])
 def test_folded_channels_last_model_matches_the_plain_one(case, golden_checkpoint):
-    cfg = load_config(ROOT / CASE_CONFIGS[case])
-    plain, _ = prepare_model(cfg, str(golden_checkpoint(case)), torch.device("cpu"), fuse=False, channels_last=False)
-    fast, _ = prepare_model(cfg, str(golden_checkpoint(case)), torch.device("cpu"))
+    model = read_config(ROOT / CASE_CONFIGS[case]).model
+    plain, _ = prepare_model(model, str(golden_checkpoint(case)), torch.device("cpu"), fuse=False, channels_last=False)
+    fast, _ = prepare_model(model, str(golden_checkpoint(case)), torch.device("cpu"))
     shape = (1, 2, 3, 64, 64) if case == "tsn_clip" else (1, 2, 3, 4, 64, 64)
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
@@ -64,15 +64,15 @@ def test_folded_channels_last_model_matches_the_plain_one(case, golden_checkpoin
     assert float((a - b).abs().max() / a.abs().max()) < 1e-5
     convs = [m for m in fast.modules() if isinstance(m, ConvModule)]
     assert all(m.onednn for m in convs) == torch.backends.mkldnn.is_available()
-    bf16, _ = prepare_model(cfg, str(golden_checkpoint(case)), torch.device("cpu"), precision="bf16")
+    bf16, _ = prepare_model(model, str(golden_checkpoint(case)), torch.device("cpu"), precision="bf16")
     assert not any(m.onednn for m in bf16.modules() if isinstance(m, ConvModule))  # autocast needs aten convs
 
 
 @pytest.mark.parametrize("depth", [18, 101])
 def test_onednn_fused_blocks_match_plain_ones(depth):
-    cfg = load_config(ROOT / CASE_CONFIGS["tsn_clip"], {"model.backbone.depth": depth})
+    model = read_config(ROOT / CASE_CONFIGS["tsn_clip"], {"model.backbone.depth": depth}).model
     torch.manual_seed(0)
-    plain = build_model(cfg.model)
+    plain = build_model(model)
     for m in plain.modules():  # running statistics that are not the identity
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.2, 0.2)
@@ -93,14 +93,13 @@ def test_kept_memory_serves_a_forward_without_page_faults():
     maps every activation over 32 MB afresh and the kernel zero-fills its pages (tens of thousands of faults)."""
     code = (
         "import resource, sys, torch\n"
-        "from featx.config import load_config\n"
+        "from featx.config import read_config\n"
         "from featx.hostmem import keep_freed_memory\n"
         "from featx.models import build_model, fuse_conv_bn, use_onednn_fusion\n"
         "if sys.argv[1] == 'keep':\n"
         "    assert keep_freed_memory()\n"
-        f"cfg = load_config({str(ROOT / CASE_CONFIGS['tsn_clip'])!r})\n"
-        "cfg.model.backbone.pretrained = None\n"
-        "model = fuse_conv_bn(build_model(cfg.model).eval())\n"
+        f"config = read_config({str(ROOT / CASE_CONFIGS['tsn_clip'])!r})\n"
+        "model = fuse_conv_bn(build_model(config.model).eval())\n"
         "use_onednn_fusion(model)\n"
         "model = model.to(memory_format=torch.channels_last)\n"
         "x = torch.rand(1, 12, 3, 224, 224)\n"  # stage 1 activations: 38 MB

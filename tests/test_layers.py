@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+import featx
 from featx.errors import UserError
 from featx.models import build_model
 from featx.models.taps import layer_shapes
-from helpers import randomize_, rel_error
+from helpers import VIDEOS, error_line, randomize_, rel_error, run_featx, write_list
 
 TSN = dict(type="Recognizer2D", backbone=dict(type="ResNet", depth=18, norm_eval=False))
 SLOWONLY = dict(type="Recognizer3D", backbone=dict(type="ResNet3dSlowOnly", depth=18, lateral=False,
@@ -85,3 +86,41 @@ def test_layer_shapes_lists_modules_as_their_outputs_come(family_models):
     names = list(shapes)
     assert names.index("backbone.layer3") < names.index("backbone.layer4") < names.index("backbone")
     assert shapes["backbone.layer3"] == "(1, 256, 4, 4)" and shapes["backbone.layer4"] == "(1, 512, 2, 2)"
+
+
+def test_the_cli_layer_and_pool_against_the_default(tmp_path, tiny_tsn):
+    config, checkpoint = tiny_tsn
+    videos = ["h264_176x144_18frames.mp4", "h264_426x240_24fps.mp4"]
+    default = featx.extract(str(config), str(checkpoint), videos, video_root=str(VIDEOS)).features
+    out = tmp_path / "l4.pkl"
+    proc = run_featx(config, checkpoint, "--video-list", write_list(tmp_path / "l.txt", videos), "--video-root", VIDEOS,
+                     "--out", out, "--layer", "backbone.layer4", "--pool", "avg")
+    assert proc.returncode == 0, proc.stderr
+    tapped, meta = featx.load(out)
+    for name in videos:
+        assert rel_error(tapped[name], default[name]) < 1e-6
+    assert meta["layer"] == {"name": "backbone.layer4", "pool": "avg"} and meta["fingerprint"]["layer"] == "backbone.layer4"
+    maps = featx.extract(str(config), str(checkpoint), videos[:1], video_root=str(VIDEOS), layer="backbone.layer3",
+                         pool="none")
+    assert maps.features[videos[0]].shape == (256 * 2 * 2,)  # 32 px in: layer3's map is 256 x 2 x 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--layer", "backbone.layer9"], "--layer backbone.layer9: no such module (under backbone: backbone.conv1"),
+    (["--pool", "max"], "--pool max: pools the output of --layer, so give --layer too"),
+])
+def test_layer_mistakes_are_one_line(tmp_path, tiny_tsn, args, message):
+    config, checkpoint = tiny_tsn
+    proc = run_featx(config, checkpoint, "--video-list", write_list(tmp_path / "l.txt", ["h264_176x144_18frames.mp4"]),
+                     "--video-root", VIDEOS, "--out", tmp_path / "o.pkl", *args)
+    assert proc.returncode == 2 and message in error_line(proc)
+    assert not (tmp_path / "o.pkl").exists()
+
+
+def test_featx_layers_lists_names_and_shapes(tiny_tsn):
+    config, _ = tiny_tsn
+    proc = run_featx("layers", config)
+    assert proc.returncode == 0, proc.stderr
+    rows = dict(line.split(None, 1) for line in proc.stdout.splitlines()[1:])
+    assert rows["backbone.layer3"] == "(1, 256, 2, 2)" and rows["backbone"] == "(1, 512, 1, 1)"  # one view: TSN
+    assert error_line(run_featx("layers", "no_such_config.py")).startswith("featx: error:")

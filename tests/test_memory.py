@@ -15,7 +15,7 @@ from featx.data import Sample
 from featx.extraction import FeatureExtractor, view_chunks
 from featx.memory import ForwardSize, parse_size
 from featx.models import build_model
-from featx.config import load_config
+from featx.config import read_config
 from featx.runner import Extraction, RunOptions, listed_videos
 
 # A TSM ResNet-18 mixing groups of 4 views (temporal shift), 8 views a video, on 32x32 crops.
@@ -38,7 +38,7 @@ def tsm_small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     config = folder / "tsm_small.py"
     config.write_text(TSM_SMALL)
     checkpoint = folder / "tsm_small.pth"
-    torch.save({"state_dict": randomize_(build_model(load_config(config).model)).state_dict()}, checkpoint)
+    torch.save({"state_dict": randomize_(build_model(read_config(config).model)).state_dict()}, checkpoint)
     return config, checkpoint
 
 
@@ -123,7 +123,7 @@ class SmallDevice(torch.nn.Module):
 
 def test_out_of_memory_halves_the_views_per_forward_and_computes_the_same(tsm_small, caplog) -> None:
     config, checkpoint = tsm_small
-    model = build_model(load_config(config).model)
+    model = build_model(read_config(config).model)
     model.load_state_dict(torch.load(checkpoint)["state_dict"])
     model.eval()
     imgs = [np.random.default_rng(n).standard_normal((8, 3, 32, 32)).astype(np.float32) for n in range(3)]

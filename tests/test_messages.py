@@ -11,9 +11,10 @@ from featx.store import differences, fingerprint
 
 
 def test_differences_name_each_setting():
-    old = fingerprint({"backbone": {"depth": 50}}, [{"type": "SampleFrames", "num_clips": 25}], "ab" * 32,
+    pipeline = [{"type": "SampleFrames", "num_clips": 25}]
+    old = fingerprint({"model": {"backbone": {"depth": 50}}, "data.test.pipeline": pipeline}, "ab" * 32,
                       precision="fp32", video_root="/data")
-    new = fingerprint({"backbone": {"depth": 101}}, [{"type": "SampleFrames", "num_clips": 25}], "cd" * 32,
+    new = fingerprint({"model": {"backbone": {"depth": 101}}, "data.test.pipeline": pipeline}, "cd" * 32,
                       precision="fp32", video_root="/data", per="clip")
     assert differences(old, new) == ("model.backbone.depth: 50 -> 101, checkpoint sha256: abababababab.. -> "
                                      "cdcdcdcdcdcd.., per: (not set) -> clip")

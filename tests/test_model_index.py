@@ -162,12 +162,12 @@ def test_the_wheel_carries_the_configs_and_the_index(tmp_path):
 def index_models() -> dict[str, list[tuple[dict, dict]]]:
     """Per backbone type: each distinct model (its head left out) that a supported entry names, with the
     first such entry, as featx builds it from the entry's config."""
-    from featx.config import load_config
+    from featx.config import read_config
 
     distinct: dict[str, tuple[dict, dict]] = {}
     for e in entries():
         if e["unsupported"] is None:
-            model = load_config(CONFIGS / e["config"]).model.to_dict()
+            model = dict(read_config(CONFIGS / e["config"]).model)
             model.pop("cls_head", None)
             distinct.setdefault(json.dumps(model, sort_keys=True, default=str), (model, e))
     by_type: dict[str, list[tuple[dict, dict]]] = {}

@@ -13,11 +13,12 @@ import pytest
 
 import featx
 from helpers import CASE_CONFIGS, GOLDEN, ROOT, VIDEOS, error_line, featx_exits, golden_features, rel_error, write_list
-from featx.config import load_config
+from featx.config import read_config
 from featx.data import VideoDataset, VideoItem, build_pipeline
 from featx.errors import UserError
 from featx.outputs import Row, open_output, safe_names, write_meta
 from featx.registry import FORMATS
+from featx.show import show
 
 TSN = CASE_CONFIGS["tsn_clip"]
 SLOWONLY = CASE_CONFIGS["slowonly_clip"]
@@ -164,8 +165,7 @@ def test_dir_output_is_written_as_videos_finish_and_resumes(golden_checkpoint, t
 
 
 def _dense_dataset(stride: dict, clips_per_chunk: int | None = None) -> VideoDataset:
-    cfg = load_config(SLOWONLY)
-    pipeline = cfg.data.test.pipeline
+    pipeline = read_config(SLOWONLY).pipeline
     pipeline[1] = dict(type="StrideSampleFrames", clip_len=4, frame_interval=16, clips_per_chunk=clips_per_chunk,
                        **stride)
     return VideoDataset([VideoItem(LONG, str(VIDEOS / LONG))], build_pipeline(pipeline))
@@ -290,3 +290,131 @@ def test_outputs_get_the_mode_the_umask_gives(tmp_path):
     assert proc.stdout.strip() == "0o27"
     assert (tmp_path / "out.pkl").stat().st_mode & 0o777 == 0o640
 
+
+def test_parquet_is_one_row_per_video_for_pyarrow_pandas_and_merge(tiny_tsn, tmp_path):
+    """--per-clip into .parquet: one row per video with its clip rows (float32) and their seconds, read back by
+    pyarrow and pandas; two shards in Parquet merged into one, and into a pickle, equal one whole run."""
+    import pandas
+    import pyarrow
+    import pyarrow.parquet as pq
+
+    from featx.merge import merge
+    from featx.runner import RunOptions, run as run_featx_in_process
+
+    names = [SHORT, "mpeg4_320x240_25fps.avi", "h264_portrait_240x320.mp4"]
+    run = dict(video_list=str(write_list(tmp_path / "list.txt", names)), video_root=str(VIDEOS), per="clip",
+               cfg_options={"data.test.pipeline.1.num_clips": 3}, device="cpu")
+    config, checkpoint = map(str, tiny_tsn)
+    whole = featx.extract(config, checkpoint, out=str(tmp_path / "whole.parquet"), **run)
+    meta = featx.load(tmp_path / "whole.parquet").meta
+
+    table = pq.read_table(tmp_path / "whole.parquet")
+    assert table.column_names == ["video", "feature", "clip_start", "clip_end"] and table.num_rows == 3
+    clips = table.schema.field("feature").type  # a list of clip rows, each a fixed-size list of float32
+    assert pyarrow.types.is_list(clips) and pyarrow.types.is_fixed_size_list(clips.value_type)
+    assert clips.value_type.list_size == 512 and clips.value_type.value_type == pyarrow.float32()
+    frame = pandas.read_parquet(tmp_path / "whole.parquet")
+    assert frame["video"].tolist() == names
+    for name, row in zip(names, frame.itertuples()):
+        assert np.array_equal(np.stack(row.feature), whole.features[name])  # (3, 512), float32 as written
+        np.testing.assert_array_equal(np.stack([row.clip_start, row.clip_end], 1), meta["videos"][name]["clips"])
+
+    for k in (0, 1):
+        options = RunOptions(config, checkpoint, out=str(tmp_path / "feats.parquet"), shard=f"{k}/2", **run)
+        assert run_featx_in_process(options) == 0
+    shards = [str(tmp_path / f"feats.shard-000{k}-of-0002.parquet") for k in (0, 1)]
+    for merged in ("merged.parquet", "merged.pkl"):
+        assert merge(shards, str(tmp_path / merged)) == 0
+        features = featx.load(tmp_path / merged).features
+        assert list(features) == names and all(np.array_equal(features[n], whole.features[n]) for n in names)
+    assert pq.ParquetFile(tmp_path / "merged.parquet").metadata.num_rows == 3
+
+
+
+def test_parquet_row_groups_hold_what_fits_and_read_back_in_order(monkeypatch, tmp_path):
+    """Rows go out in groups of about GROUP_BYTES of vectors as they come; the groups read back as one list."""
+    import pyarrow.parquet as pq
+
+    from featx.outputs import parquet
+
+    monkeypatch.setattr(parquet, "GROUP_BYTES", 3 * 64 * 4)  # three 64-d float32 vectors a group
+    features = {f"v{i}.mp4": np.random.default_rng(i).standard_normal(64).astype(np.float32) for i in range(7)}
+    output = open_output(tmp_path / "feats.parquet", None, list(features))
+    output.write(Row(key, array, {}) for key, array in features.items())
+    groups = pq.ParquetFile(tmp_path / "feats.parquet").metadata
+    assert [groups.row_group(g).num_rows for g in range(groups.num_row_groups)] == [3, 3, 1]
+    loaded = parquet.ParquetFormat.read(tmp_path / "feats.parquet", None)
+    assert list(loaded) == list(features) and all(np.array_equal(loaded[k], v) for k, v in features.items())
+
+def test_parquet_without_pyarrow_is_one_sentence_and_exit_2(tiny_tsn, tmp_path):
+    """As a user without the extra meets it: the real CLI, pyarrow made unimportable; refused before any work."""
+    code = "import sys; sys.modules['pyarrow'] = None; from featx.cli import main; sys.exit(main(sys.argv[1:]))"
+    args = [*tiny_tsn, "--video-list", write_list(tmp_path / "list.txt", [SHORT]),
+            "--video-root", VIDEOS, "--out", tmp_path / "feats.parquet", *CPU]
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert error_line(proc) == "featx: error: the parquet format needs pyarrow: pip install 'featx[parquet]'"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["list.txt"]
+
+
+def _planted_output(tmp_path: Path, per_clip: bool) -> Path:
+    """An output of three class folders of four videos (clusters apart), written as a run writes it, with a
+    planted constant vector and a vector holding a NaN; per clip: 6 clips a video, their seconds in the meta."""
+    rng = np.random.default_rng(0)
+    centres = {folder: rng.standard_normal(32) * 4 for folder in ("walk", "run", "swim")}
+    shape = (6, 32) if per_clip else (32,)
+    features = {f"{folder}/v{i}.mp4": (centre + rng.standard_normal(shape)).astype(np.float32)
+                for folder, centre in centres.items() for i in range(4)}
+    features["swim/constant.mp4"] = np.full(shape, 0.5, np.float32)
+    features["run/broken.mp4"] = features["run/v0.mp4"].copy()
+    features["run/broken.mp4"].flat[5] = np.nan
+    output = open_output(tmp_path / "feats.pkl", None, list(features))
+    output.write(Row(key, array, {}) for key, array in features.items())
+    clips = [[2.0 * i, 2.0 * i + 1.5] for i in range(6)]
+    write_meta(output.path, {"format": "pkl", "per": "clip" if per_clip else "video"},
+               ((key, {"clips": clips}) for key in features), [])
+    return output.path
+
+
+@pytest.mark.parametrize("per_clip", [False, True], ids=["per-video", "per-clip"])
+def test_show_writes_the_picture_and_names_what_is_wrong(per_clip, tmp_path):
+    from matplotlib.image import imread
+
+    out = _planted_output(tmp_path, per_clip)
+    lines = show(str(out), str(tmp_path / "map.png"), "640x480")  # what `featx show` prints
+    assert lines[0] == f"{out}: 14 videos, 32-d, per {'clip (6 clips a video)' if per_clip else 'video'}"
+    assert "constant vectors (1): swim/constant.mp4" in lines[2] and "non-finite vectors (1): run/broken.mp4" in lines[3]
+    assert lines[1].startswith("norms: min ") and "nearest pairs, cosine similarity:" in lines
+    assert f"picture: {tmp_path / 'map.png'} (640x480; map: PCA" in lines[-1] and "of 13 videos" in lines[-1]
+    picture = imread(tmp_path / "map.png")
+    assert picture.shape[:2] == (480, 640)
+    colours = np.unique(picture.reshape(-1, picture.shape[-1]).round(2), axis=0)
+    assert len(colours) > 50 and (picture[..., :3] < 0.5).mean() > 0.005  # drawn on, not one flat colour
+
+
+@pytest.mark.parametrize("args, words", [
+    (["{tmp}/none.pkl"], "none.pkl: no such file or folder"),
+    (["{tmp}/garbage.pkl"], "garbage.pkl: cannot be read as a featx output"),
+    (["{out}", "--size", "9x9"], "--size 9x9: give WIDTHxHEIGHT in pixels"),
+    (["{out}", "--png", "{tmp}/map.jpg"], "--png {tmp}/map.jpg: name a .png file"),
+])
+def test_show_bad_input_is_one_line_and_exit_2(args, words, tmp_path):
+    out = _planted_output(tmp_path, per_clip=False)
+    (tmp_path / "garbage.pkl").write_bytes(b"not a pickle")
+    proc = featx_exits("show", *[a.format(tmp=tmp_path, out=out) for a in args], expect=2)
+    assert words.format(tmp=tmp_path) in error_line(proc) and not (tmp_path / "map.png").exists()
+
+
+@pytest.mark.parametrize("library, flags, sentence", [
+    ("matplotlib", [], "featx show --png needs matplotlib: pip install 'featx[show]'"),
+    ("umap", ["--map", "umap"], "the umap map needs umap-learn: pip install 'featx[umap]'"),
+    ("sklearn", ["--map", "tsne"], "the tsne map needs scikit-learn: pip install 'featx[tsne]'"),
+])
+def test_show_without_its_library_is_one_sentence_and_exit_2(library, flags, sentence, tmp_path):
+    """As a user without the extra meets it: the real CLI, the library made unimportable."""
+    out = _planted_output(tmp_path, per_clip=False)
+    code = f"import sys; sys.modules[{library!r}] = None; from featx.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.run([sys.executable, "-c", code, "show", str(out), "--png", str(tmp_path / "map.png"), *flags],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and error_line(proc) == f"featx: error: {sentence}"
+    assert not (tmp_path / "map.png").exists()

@@ -1,5 +1,6 @@
-"""Parity with MMAction2 0.x: the real CLI, with each golden case's shipped config, options and
-checkpoint, gives the reference's frames and vectors on the golden videos.
+"""Parity with MMAction2 0.x: the command line (its ``main``, called in the test's process: the interpreter's
+start adds nothing here), with each golden case's shipped config, options and checkpoint, gives the
+reference's frames and vectors on the golden videos.
 
 The heavy cases run on two of the five videos here; ``pytest -m slow`` runs them on all five.
 """
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 import featx
-from helpers import CASE_CONFIGS, GOLDEN, VIDEOS, golden_features, rel_error, run_featx, write_list
+from helpers import CASE_CONFIGS, GOLDEN, VIDEOS, golden_features, call_featx, rel_error, write_list
 
 TOLERANCE = 1e-4
 # Cases that would take CI over its budget on all five videos: two there (the shortest video, and the
@@ -48,7 +49,7 @@ def test_cli_matches_mmaction2(case, all_videos, golden_checkpoint, tmp_path):
     views_file = GOLDEN / f"{case}.seed0.views.pkl"
     config, cfg_options = case_command(case)
     out = tmp_path / "out" / "features.pkl"
-    proc = run_featx(config, golden_checkpoint(case), "--video-list", write_list(tmp_path / "videos.txt", videos),
+    proc = call_featx(config, golden_checkpoint(case), "--video-list", write_list(tmp_path / "videos.txt", videos),
                      "--video-root", VIDEOS, "--out", out, "--device", "cpu", *cfg_options,
                      *(["--per-view"] if views_file.exists() else []))
     failed = [name for name in videos if expected[name] is None]  # the reference itself fails on these

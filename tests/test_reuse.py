@@ -22,7 +22,7 @@ def test_added_videos_alone_are_computed_and_the_file_equals_a_fresh_run(golden_
     common = [TSN, golden_checkpoint("tsn_clip"), "--video-root", VIDEOS, *FAST]
     four, five = write_list(tmp_path / "four.txt", ALL[:4]), write_list(tmp_path / "five.txt", ALL)
     first = featx_exits(*common, "--video-list", four, "--out", out)
-    assert f"featx: 4 videos to compute; config {TSN} (Recognizer2D, 3 clips x 1 crop, 1 frame per clip)" in (
+    assert f"featx: 4 videos to compute; config {TSN} (MMAction2 0.x, Recognizer2D, 3 clips x 1 crop, 1 frame per clip)" in (
         first.stderr)
 
     rerun = featx_exits(*common, "--video-list", five, "--out", out)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import featx
-from helpers import (CASE_CONFIGS, VIDEOS, error_line, featx_exits, golden_features, run_featx, write_golden_checkpoint,
+from helpers import (CASE_CONFIGS, VIDEOS, call_featx, error_line, featx_exits, golden_features, write_golden_checkpoint,
                      write_list)
 from featx.data.video_list import VideoItem
 from featx.errors import UserError
@@ -81,7 +81,7 @@ def runs(golden_checkpoint, tmp_path_factory):
     assert f"featx: shard 0 of 3 (by count): video 1 of the 5 listed -> {tmp}/feats.shard-0000-of-0003.pkl" in (
         first.stderr)
     slurm = {"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "3"}
-    assert run_featx(*common, "--out", tmp / "feats.pkl", "--shard", "auto", env=slurm).returncode == 0
+    assert call_featx(*common, "--out", tmp / "feats.pkl", "--shard", "auto", env=slurm).returncode == 0
     for k in (4, 5):
         featx_exits(*common, "--out", f"{tmp}/feats/", "--shard", f"{k}/6")
     return tmp

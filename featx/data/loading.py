@@ -29,14 +29,17 @@ class VideoInit:
     role: ClassVar[Role] = Role.OPEN
     default_backend: ClassVar[str]
 
-    def __init__(self, io_backend: str = "disk", num_threads: int = 1, fps: float | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(self, io_backend: str = "disk", num_threads: int = 1, **kwargs: Any) -> None:
         if io_backend != "disk":
             raise UserError(f"{type(self).__name__}: io_backend={io_backend!r} is not supported (only 'disk')")
         self.use_decoder(self.default_backend)
-        if fps is not None and not fps > 0:
-            raise UserError(f"--fps {fps:g}: must be more than 0 frames per second")
         self.num_threads = num_threads
+        self.fps: float | None = None
+
+    def use_time_grid(self, fps: float) -> None:
+        """Give the video's frames on a grid of ``fps`` frames per second (``--fps``: :mod:`featx.data.grid`)."""
+        if not fps > 0:
+            raise UserError(f"--fps {fps:g}: must be more than 0 frames per second")
         self.fps = fps
 
     def use_decoder(self, name: str) -> None:

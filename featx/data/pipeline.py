@@ -14,7 +14,7 @@ import math
 import time
 from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence
 
-from featx.registry import TRANSFORMS
+from featx.registry import TRANSFORMS, TRANSFORMS_1X, Registry
 from featx.wording import count
 
 
@@ -53,7 +53,7 @@ def check_step(name: str, factory: Callable[..., Any]) -> None:
         raise TypeError(f"transform {name}: its role {role.value} needs {', '.join(missing)}()")
 
 
-TRANSFORMS.check = check_step
+TRANSFORMS.check = TRANSFORMS_1X.check = check_step
 
 
 class Pipeline:
@@ -89,18 +89,21 @@ class Pipeline:
         return f"Pipeline({', '.join(type(t).__name__ for t in self.steps)})"
 
 
-def build_pipeline(cfgs: Sequence[Mapping[str, Any]], *, decoder: str | None = None,
-                   decode_order: str = "list") -> Pipeline:
-    """Build each ``{'type': name, **kwargs}`` with ``TRANSFORMS``; unknown names and bad kwargs are UserErrors.
+def build_pipeline(cfgs: Sequence[Mapping[str, Any]], *, transforms: Registry = TRANSFORMS, decoder: str | None = None,
+                   decode_order: str = "list", fps: float | None = None) -> Pipeline:
+    """Build each ``{'type': name, **kwargs}`` with ``transforms`` (the config dialect's steps, 0.x's by
+    default); unknown names and bad kwargs are UserErrors.
 
     ``decoder`` is handed to every step that opens a video (``--decoder``: it replaces the config's
-    backend); ``decode_order='sorted'`` lets every decoding step ask for the frames in frame order
-    (``--decode-order``).
+    backend), and ``fps`` puts the video on that time grid (``--fps``); ``decode_order='sorted'`` lets every
+    decoding step ask for the frames in frame order (``--decode-order``).
     """
-    pipeline = Pipeline([TRANSFORMS.build(cfg) for cfg in cfgs])
+    pipeline = Pipeline([transforms.build(cfg) for cfg in cfgs])
     for step in pipeline.find(Role.OPEN):
         if decoder is not None:
             step.use_decoder(decoder)
+        if fps is not None:
+            step.use_time_grid(fps)
     for step in pipeline.find(Role.DECODE):
         if decode_order == "sorted":
             step.decode_in_order()

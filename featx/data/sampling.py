@@ -1,4 +1,5 @@
-"""Frame sampling: which frames of a video make up its clips (MMAction2 0.x ``SampleFrames``)."""
+"""Frame sampling: which frames of a video make up its clips (MMAction2 0.x's samplers, and 1.x's where
+they differ: ``SampleFrames``, ``UntrimmedSampleFrames``, the new ``UniformSample``)."""
 from __future__ import annotations
 
 import logging
@@ -8,7 +9,7 @@ import numpy as np
 
 from featx.data.pipeline import Role
 from featx.errors import UserError, VideoError
-from featx.registry import TRANSFORMS
+from featx.registry import TRANSFORMS, TRANSFORMS_1X
 from featx.wording import count
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,12 @@ class SampleFrames:
 
     def clip_frames(self, offsets: np.ndarray, total_frames: int, start_index: int = 0) -> np.ndarray:
         """The flat int64 indices of the clips starting at ``offsets``, out-of-range ones looped or clamped."""
-        inds = offsets[:, None] + np.arange(self.clip_len)[None, :] * self.frame_interval
+        return self.bounded(offsets[:, None] + np.arange(self.clip_len)[None, :] * self.frame_interval,
+                            total_frames, start_index)
+
+    def bounded(self, inds: np.ndarray, total_frames: int, start_index: int = 0) -> np.ndarray:
+        """(clips, clip_len) indices -> flat int64, out-of-range ones looped or clamped (float ones truncated
+        last, as the reference casts them)."""
         if self.out_of_bound_opt == "loop":
             inds = np.mod(inds, total_frames)
         else:  # repeat_last: indices past the end become the clip's last valid index
@@ -236,4 +242,109 @@ class UntrimmedSampleFrames(SampleFrames):
         centers = np.arange(self.frame_interval // 2, total_frames, self.frame_interval)
         offsets = np.arange(-(self.clip_len // 2), self.clip_len - self.clip_len // 2)
         inds = np.clip(centers[:, None] + offsets[None, :], 0, total_frames - 1)
+        return (inds.reshape(-1) + start_index).astype(np.int64)
+
+
+@TRANSFORMS_1X.register("SampleFrames")
+class SampleFrames1x(SampleFrames):
+    """MMAction2 1.x's ``SampleFrames``, test mode (featx always samples that way).
+
+    2D (``clip_len == 1``): ``num_clips`` segments of ``N / num_clips`` frames, each clip at its segment's
+    middle (``frame_interval`` plays no part); ``twice_sample`` adds the segments' starts. 3D: with
+    ``span = (clip_len - 1) * frame_interval + 1`` and ``max_offset = max(N - span, 0)``, several clips
+    start at ``round(k * max_offset / (num_clips - 1))`` (first frame to last, ends included; ``twice_sample``
+    doubles the clips at that step), one clip at ``max_offset // 2``. ``target_fps``: the clip spans
+    ``max(1, clip_len * frame_interval * fps / target_fps)`` frames of the video, its ``clip_len`` frames
+    spread over it (``linspace``, truncated), the 3D offsets floored instead of rounded.
+    """
+
+    def __init__(self, clip_len: int, frame_interval: int = 1, num_clips: int = 1, temporal_jitter: bool = False,
+                 twice_sample: bool = False, out_of_bound_opt: str = "loop", test_mode: bool = False,
+                 keep_tail_frames: bool = False, target_fps: float | None = None) -> None:
+        super().__init__(clip_len, frame_interval, num_clips, temporal_jitter, twice_sample, out_of_bound_opt,
+                         test_mode, keep_tail_frames=keep_tail_frames)
+        if target_fps is not None and (isinstance(target_fps, bool) or not isinstance(target_fps, (int, float))
+                                       or not target_fps > 0):
+            raise UserError(f"SampleFrames: target_fps must be a positive number or None, got {target_fps!r}")
+        if clip_len > 1 and twice_sample and num_clips == 1:
+            raise UserError("SampleFrames: twice_sample with one 3D clip divides by zero in MMAction2 1.x")
+        self.target_fps = target_fps
+
+    def span(self, fps: float) -> float:
+        """Frames of the video one clip covers."""
+        if self.target_fps is None:
+            return (self.clip_len - 1) * self.frame_interval + 1
+        ratio = fps / self.target_fps if fps else 1.0
+        return max(1.0, self.clip_len * self.frame_interval * ratio)
+
+    def test_offsets(self, total_frames: int, span: float) -> np.ndarray:
+        """First frame of each clip (float where the reference keeps floats until its final cast)."""
+        if self.clip_len == 1:
+            avg = total_frames / float(self.num_clips)
+            base = np.arange(self.num_clips) * avg
+            offsets = base + avg / 2.0
+            return np.concatenate([offsets, base]) if self.twice_sample else offsets
+        max_offset = max(total_frames - span, 0)
+        clips = self.num_clips * (2 if self.twice_sample else 1)
+        if clips == 1:
+            return np.array([max_offset // 2])
+        between = max_offset / float(self.num_clips - 1)
+        if self.target_fps is not None:
+            return np.arange(clips) * np.floor(between)
+        return np.round(np.arange(clips) * between)
+
+    def frame_indices(self, total_frames: int, start_index: int = 0, fps: float = 0.0) -> np.ndarray:
+        span = self.span(fps)
+        offsets = self.test_offsets(total_frames, span)
+        if self.target_fps is not None:
+            steps = np.linspace(0, span - 1, self.clip_len).astype(np.int32)
+        else:
+            steps = np.arange(self.clip_len) * self.frame_interval
+        return self.bounded(offsets[:, None] + steps[None, :], total_frames, start_index)
+
+    def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
+        inds = self.frame_indices(results["total_frames"], results.get("start_index", 0), results.get("avg_fps", 0.0))
+        results.update(frame_inds=inds, clip_len=self.clip_len, frame_interval=self.frame_interval,
+                       num_clips=len(inds) // self.clip_len)
+        return results
+
+
+@TRANSFORMS_1X.register()
+class UniformSample(SampleFrames):
+    """MMAction2 1.x's ``UniformSample`` (UniFormer, UniFormerV2), test mode: the video's first ``N - 1``
+    frames cut into ``clip_len`` segments of ``s = (N - 1) / clip_len``; clip ``k`` of ``num_clips`` takes
+    frame ``round(i * s) + int((k + 1) * s / (num_clips + 1))`` of segment ``i``."""
+
+    def __init__(self, clip_len: int, num_clips: int = 1, test_mode: bool = False) -> None:
+        super().__init__(clip_len, 1, num_clips, test_mode=test_mode)
+
+    def frame_indices(self, total_frames: int, start_index: int = 0) -> np.ndarray:
+        seg_size = float(total_frames - 1) / self.clip_len
+        duration = seg_size / (self.num_clips + 1)
+        starts = np.array([int(np.round(seg_size * i)) for i in range(self.clip_len)])
+        shifts = np.array([int(duration * (k + 1)) for k in range(self.num_clips)])
+        return (shifts[:, None] + starts[None, :]).reshape(-1).astype(np.int64) + start_index
+
+
+@TRANSFORMS_1X.register("UntrimmedSampleFrames")
+class UntrimmedSampleFrames1x(SampleFrames):
+    """MMAction2 1.x's ``UntrimmedSampleFrames``: a clip centred every ``clip_interval`` frames from
+    ``clip_interval // 2`` on, its ``clip_len`` frames ``frame_interval`` apart (the centre at index
+    ``clip_len // 2``), clamped to the video. (0.x's ``frame_interval`` was the spacing of the centres.)"""
+
+    def __init__(self, clip_len: int = 1, clip_interval: int = 16, frame_interval: int = 1) -> None:
+        super().__init__(clip_len, frame_interval)
+        if not isinstance(clip_interval, int) or isinstance(clip_interval, bool) or clip_interval < 1:
+            raise UserError(f"UntrimmedSampleFrames: clip_interval must be a positive integer, got {clip_interval!r}")
+        self.clip_interval = clip_interval
+
+    def describe_clips(self) -> str:
+        return f"clips every {self.clip_interval} frames"
+
+    def frame_indices(self, total_frames: int, start_index: int = 0) -> np.ndarray:
+        centers = np.arange(self.clip_interval // 2, total_frames, self.clip_interval)
+        half = self.clip_len // 2
+        steps = np.arange(-half * self.frame_interval, self.frame_interval * (self.clip_len - half),
+                          self.frame_interval)
+        inds = np.clip(centers[:, None] + steps[None, :], 0, total_frames - 1)
         return (inds.reshape(-1) + start_index).astype(np.int64)

@@ -1,4 +1,4 @@
-"""Test-time transforms of MMAction2 0.x, on whole (N, H, W, C) frame arrays.
+"""Test-time transforms of MMAction2 (0.x, and 1.x's own where they differ), on whole (N, H, W, C) frame arrays.
 
 Each transform is built from its config kwargs and maps a ``results`` dict to itself. Frames stay
 one numpy array: uint8 RGB until ``Normalize``, float32 after. Crops are made crop-major (all
@@ -16,7 +16,7 @@ import torch
 
 from featx.data.pipeline import Role
 from featx.errors import UserError, VideoError
-from featx.registry import TRANSFORMS
+from featx.registry import TRANSFORMS, TRANSFORMS_1X
 
 INTERPOLATIONS = {
     "nearest": cv2.INTER_NEAREST,
@@ -308,11 +308,62 @@ class GPUNormalize:
         return found
 
     def normalize_tensor(self, imgs: torch.Tensor, channel_dim: int) -> torch.Tensor:
-        shape = [1] * imgs.dim()
-        shape[channel_dim] = 3
-        mean = torch.from_numpy(self.mean).to(imgs.device).view(shape)
-        std = torch.from_numpy(self.std).to(imgs.device).view(shape)
-        return (imgs.float() - mean) / std
+        return divide_normalized(imgs, self.mean, self.std, channel_dim)
+
+
+def divide_normalized(imgs: torch.Tensor, mean: np.ndarray, std: np.ndarray, channel_dim: int) -> torch.Tensor:
+    """``(x - mean) / std`` in float32, per channel along ``channel_dim`` (the device-side normalisations)."""
+    shape = [1] * imgs.dim()
+    shape[channel_dim] = 3
+    mean_t = torch.from_numpy(mean).to(imgs.device).view(shape)
+    std_t = torch.from_numpy(std).to(imgs.device).view(shape)
+    return (imgs.float() - mean_t) / std_t
+
+
+@TRANSFORMS_1X.register()
+class ActionDataPreprocessor:
+    """MMAction2 1.x's ``model.data_preprocessor``: on the device, the uint8 model input's channels
+    reversed when ``to_rgb`` (BGR -> RGB), then ``(x - mean) / std`` in float32 (as ``GPUNormalize``),
+    or only made float32 without ``mean``. ``format_shape`` (``NCHW``, the default, ``NCTHW`` or
+    ``MIX2d3d``: either) must be the layout the pipeline makes; ``blending`` is training-only."""
+
+    role: ClassVar[Role] = Role.NORMALIZE
+    LAYOUTS: ClassVar[dict[str, tuple[str, ...]]] = {"NCHW": ("NCHW",), "NCTHW": ("NCTHW",),
+                                                     "MIX2d3d": ("NCHW", "NCTHW")}
+
+    def __init__(self, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 to_rgb: bool = False, to_float32: bool = True, blending: Any = None,
+                 format_shape: str = "NCHW") -> None:
+        del blending  # batch blending (mixup, cutmix) happens in training only
+        if format_shape not in self.LAYOUTS:
+            raise UserError(f"model.data_preprocessor: format_shape={format_shape!r} is not one of "
+                            f"{', '.join(self.LAYOUTS)}")
+        if (mean is None) != (std is None):
+            raise UserError("model.data_preprocessor: give both mean and std, or neither")
+        if mean is None and not to_float32:
+            raise UserError("model.data_preprocessor: to_float32=False without mean/std feeds uint8 to the model")
+        self.format_shape = format_shape
+        self.to_rgb = bool(to_rgb)
+        self.mean = self.std = None
+        if mean is not None:
+            self.mean, self.std = np.asarray(mean, dtype=np.float32).ravel(), np.asarray(std, dtype=np.float32).ravel()
+            if self.mean.size != 3 or self.std.size != 3 or not np.all(self.std > 0):
+                raise UserError(f"model.data_preprocessor: mean and std need 3 values each (std > 0), got {mean!r} "
+                                f"and {std!r}")
+
+    def check_layout(self, pipeline: Sequence[Any]) -> None:
+        """Refuse a pipeline whose ``FormatShape`` makes another layout than ``format_shape`` says."""
+        made = [step.get("input_format") for step in pipeline if step.get("type") == "FormatShape"]
+        if made and made[-1] not in self.LAYOUTS[self.format_shape]:
+            raise UserError(f"model.data_preprocessor.format_shape={self.format_shape!r}, but the test pipeline's "
+                            f"FormatShape makes {made[-1]!r} input: MMAction2 1.x would normalise the wrong axis")
+
+    def normalize_tensor(self, imgs: torch.Tensor, channel_dim: int) -> torch.Tensor:
+        if self.to_rgb:
+            imgs = imgs.flip(channel_dim)
+        if self.mean is None:
+            return imgs.float()
+        return divide_normalized(imgs, self.mean, self.std, channel_dim)
 
 
 @TRANSFORMS.register()
@@ -362,6 +413,22 @@ class ToTensor:
 
     def __init__(self, keys: Sequence[str]) -> None:
         """Takes MMAction2's ``keys``; keeps none."""
+
+    def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
+        return results
+
+
+@TRANSFORMS_1X.register()
+class PackActionInputs:
+    """MMAction2 1.x's last step (the model input is ``imgs``, as it packs it): featx's layout step, a no-op.
+    ``meta_keys`` and ``algorithm_keys`` concern data samples, which features do not have."""
+
+    role: ClassVar[Role] = Role.LAYOUT
+
+    def __init__(self, collect_keys: Sequence[str] | None = None, meta_keys: Sequence[str] = (),
+                 algorithm_keys: Sequence[str] = ()) -> None:
+        if collect_keys is not None:
+            raise UserError(f"PackActionInputs: collect_keys={collect_keys!r} is not supported (featx packs imgs)")
 
     def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
         return results

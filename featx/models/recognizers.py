@@ -1,4 +1,7 @@
-"""MMAction2 0.x ``Recognizer2D``/``Recognizer3D`` in feature-extraction mode: backbone (+ neck) + pooling.
+"""MMAction2's ``Recognizer2D``/``Recognizer3D`` in feature-extraction mode: backbone (+ neck) + pooling.
+
+The same for both config dialects: a 1.x config's ``data_preprocessor`` is read by its dialect (the
+device-side normalisation), never passed here; an argument a recognizer does not take is refused.
 
 No head is built: a checkpoint's ``cls_head.*`` keys are unexpected for these models.
 """
@@ -41,10 +44,9 @@ class Recognizer(nn.Module):
         neck: Mapping[str, Any] | None = None,
         train_cfg: Mapping[str, Any] | None = None,
         test_cfg: Mapping[str, Any] | None = None,
-        **ignored: Any,
     ) -> None:
         super().__init__()
-        del cls_head, train_cfg, ignored  # the head and training settings play no part in features
+        del cls_head, train_cfg  # the head and training settings play no part in features
         self.backbone = MODELS.build(backbone)
         self.neck = None if neck is None else self.build_neck(neck)
         views = (test_cfg or {}).get("max_testing_views")

@@ -7,9 +7,13 @@ is a ``VideoError`` naming the reason, so one bad video is skipped, not the run.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
+import os
+import sys
 from types import ModuleType
-from typing import ClassVar, Protocol, Sequence
+from typing import ClassVar, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -61,3 +65,23 @@ def first_line(exc: BaseException) -> str:
     """An exception's message, first line only (decord's C++ errors carry a long stack trace)."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def library_noise_hidden() -> Iterator[None]:
+    """Keep what a decoding library writes straight to the process's stderr (decord's own log lines,
+    its FFmpeg's complaints about a damaged file) out of the user's terminal: the reason for a failure
+    reaches the user as the video's one warning. With ``--debug`` (featx logging at debug level) it
+    passes through as it is."""
+    if logging.getLogger("featx").isEnabledFor(logging.DEBUG):
+        yield
+        return
+    sys.stderr.flush()
+    saved, sink = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(sink, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(sink)

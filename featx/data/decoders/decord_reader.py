@@ -7,7 +7,7 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-from featx.data.decoders import first_line, import_backend
+from featx.data.decoders import first_line, import_backend, library_noise_hidden
 from featx.data.decoders.probe import check_video_file, container_frame_count, why_unopenable
 from featx.errors import VideoError
 from featx.registry import DECODERS
@@ -33,7 +33,8 @@ class DecordReader:
         self.path = path
         check_video_file(path)
         try:
-            self._reader = decord.VideoReader(path, num_threads=num_threads)
+            with library_noise_hidden():
+                self._reader = decord.VideoReader(path, num_threads=num_threads)
             self.num_frames = len(self._reader)
             self.avg_fps = float(self._reader.get_avg_fps())
         except self._errors:
@@ -64,16 +65,20 @@ class DecordReader:
         to its nearest key frame (MMAction2's ``mode='efficient'``)."""
         inds = np.asarray(indices, dtype=np.int64).reshape(-1)
         try:
-            if accurate and in_order:
-                unique, where = np.unique(inds, return_inverse=True)
-                return self._reader.get_batch(unique).asnumpy()[where]
-            if accurate:
-                return self._reader.get_batch(inds).asnumpy()
-            frames = []
-            self._reader.seek(0)
-            for idx in inds.tolist():
-                self._reader.seek(idx)
-                frames.append(self._reader.next().asnumpy())
-            return np.stack(frames)
+            with library_noise_hidden():
+                return self._decode(inds, accurate, in_order)
         except self._errors as exc:
             raise VideoError(f"{self.path}: decord failed to decode frames ({first_line(exc)})") from None
+
+    def _decode(self, inds: np.ndarray, accurate: bool, in_order: bool) -> np.ndarray:
+        if accurate and in_order:
+            unique, where = np.unique(inds, return_inverse=True)
+            return self._reader.get_batch(unique).asnumpy()[where]
+        if accurate:
+            return self._reader.get_batch(inds).asnumpy()
+        frames = []
+        self._reader.seek(0)
+        for idx in inds.tolist():
+            self._reader.seek(idx)
+            frames.append(self._reader.next().asnumpy())
+        return np.stack(frames)

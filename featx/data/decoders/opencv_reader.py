@@ -6,7 +6,7 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-from featx.data.decoders import import_backend
+from featx.data.decoders import import_backend, library_noise_hidden
 from featx.data.decoders.probe import check_video_file, why_unopenable
 from featx.errors import VideoError
 from featx.registry import DECODERS
@@ -30,7 +30,8 @@ class OpenCVReader:
         del num_threads  # OpenCV decodes with its own threads
         self.path = path
         check_video_file(path)
-        self._capture = cv2.VideoCapture(path)
+        with library_noise_hidden():  # OpenCV's FFmpeg complains on stderr about a damaged file
+            self._capture = cv2.VideoCapture(path)
         if not self._capture.isOpened():
             raise VideoError(f"{path}: OpenCV cannot open it: {why_unopenable(path)}")
         self.num_frames = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
@@ -62,7 +63,8 @@ class OpenCVReader:
                 raise VideoError(f"{self.path}: frame index {index} out of range ({self.num_frames} frames)")
             at = index
             while at not in decoded:
-                frame = self._read(at)
+                with library_noise_hidden():
+                    frame = self._read(at)
                 if frame is not None:
                     decoded[at] = frame
                 elif at == 0:

@@ -1,5 +1,7 @@
-"""What a reader asks before and after opening a file: is it there at all, and, when a decoder
-cannot open it, why (not a video, a truncated MP4, FFmpeg's complaint); the frames its container shows."""
+"""What a reader asks before and after opening a file: is it there at all and a video at all, and, when
+a decoder cannot open it, why (not a video, a truncated MP4, FFmpeg's complaint); the frames its
+container shows. Every reader asks the same, so a file gets the same plain reason whatever its suffix
+and whichever decoder reads it."""
 from __future__ import annotations
 
 import os
@@ -14,8 +16,14 @@ CONTAINER_SIGNATURES = (  # (offset, magic bytes, name)
 )
 
 
+NOT_A_VIDEO = "not a video file"
+UNREADABLE = f"{NOT_A_VIDEO} (its first bytes match no video container, and FFmpeg reads no video from it)"
+# FFmpeg demuxers that read a text file as "video" (the tty demuxer renders .txt/.ans/.nfo files as frames)
+TEXT_DEMUXERS = frozenset({"tty"})
+
+
 def check_video_file(path: str) -> None:
-    """Raise VideoError when ``path`` is not a non-empty readable file."""
+    """Raise VideoError when ``path`` is not a non-empty readable file, or not a video at all."""
     if not os.path.exists(path):
         raise VideoError(f"{path}: file not found")
     if not os.path.isfile(path):
@@ -24,6 +32,31 @@ def check_video_file(path: str) -> None:
         raise VideoError(f"{path}: empty file (0 bytes)")
     if not os.access(path, os.R_OK):
         raise VideoError(f"{path}: not readable (permission denied)")
+    if container_of(path) is None:  # rare for real videos: only then is FFmpeg asked
+        reason = _ffmpeg_sees_no_video(path)
+        if reason is not None:
+            raise VideoError(f"{path}: {reason}")
+
+
+def container_of(path: str) -> str | None:
+    """The video container the file's first bytes show (``MP4/MOV``, ``AVI``, ...), None if none."""
+    with open(path, "rb") as f:
+        head = f.read(189)
+    matches = [name for at, magic, name in CONTAINER_SIGNATURES if head[at:at + len(magic)] == magic]
+    return next((name for name in matches if name != "MPEG-TS" or matches.count(name) == 2), None)
+
+
+def _ffmpeg_sees_no_video(path: str) -> str | None:
+    """:data:`UNREADABLE` for a file whose first bytes match no container when FFmpeg cannot open it,
+    reads it as text (whatever its suffix) or finds no video stream in it; None when it reads a video."""
+    av = import_backend("av", "av")
+    try:
+        with av.open(path) as container:
+            if container.format.name in TEXT_DEMUXERS or not container.streams.video:
+                return UNREADABLE
+    except av.FFmpegError:
+        return UNREADABLE
+    return None
 
 
 def container_frame_count(path: str) -> int | None:
@@ -40,10 +73,7 @@ def container_frame_count(path: str) -> int | None:
 def why_unopenable(path: str) -> str:
     """A specific reason for a file that a decoder cannot open: not a video at all, a truncated MP4, or
     FFmpeg's own complaint about a damaged one."""
-    with open(path, "rb") as f:
-        head = f.read(189)
-    matches = [name for at, magic, name in CONTAINER_SIGNATURES if head[at:at + len(magic)] == magic]
-    container = next((name for name in matches if name != "MPEG-TS" or matches.count(name) == 2), None)
+    container = container_of(path)
     if container == "MP4/MOV":
         cut = _mp4_box_past_end(path)
         if cut is not None:
@@ -54,7 +84,7 @@ def why_unopenable(path: str) -> str:
             pass
     except av.FFmpegError as exc:
         if container is None:
-            return "not a video file (FFmpeg cannot read it, and its first bytes match no video container)"
+            return UNREADABLE
         return f"a damaged {container} file (FFmpeg: {getattr(exc, 'strerror', None) or exc})"
     return f"a {container or 'video'} file that FFmpeg opens but this decoder does not: try --decoder pyav"
 

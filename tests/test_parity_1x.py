@@ -1,0 +1,83 @@
+"""Parity with MMAction2 1.2.0: the real CLI, with each golden-1x case's 1.x config (shipped under
+configs/mmaction2-1.x/), its cfg options in 1.x key paths and its checkpoint, gives the reference's frame
+indices, vectors and ``--multi-view`` rows on the golden videos; ``--views tool`` gives the 1.x tool's
+default reduction where the case has it.
+
+Every case present in tests/data/golden-1x/ runs. One CLI process a case (two with a tool default);
+the heavy cases run on two of the five videos here, all five with ``pytest -m slow``.
+"""
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+import featx
+from helpers import GOLDEN_1X, VIDEOS, rel_error, run_featx, write_list
+
+TOLERANCE = 1e-4
+CONFIGS = "configs/mmaction2-1.x/recognition"
+# Cases that would take CI over its budget on all five videos (TSM: 80 views of a ResNet-50 a video)
+HEAVY = {"tsm_r50_v1"}
+CI_VIDEOS = ["h264_176x144_18frames.mp4", "h264_426x240_24fps.mp4"]
+CASES = sorted(p.name.split(".")[0] for p in GOLDEN_1X.glob("*.seed0.features.pkl"))
+PARAMS = [pytest.param(case, False, id=case) for case in CASES] + [
+    pytest.param(case, True, id=f"{case}-all-videos", marks=pytest.mark.slow) for case in sorted(HEAVY & set(CASES))]
+
+
+def golden(case: str, what: str):
+    path = GOLDEN_1X / f"{case}.{what}"
+    return pickle.loads(path.read_bytes()) if path.suffix == ".pkl" else json.loads(path.read_text())
+
+
+def featx_1x(case: str, checkpoint, videos: list[str], tmp_path, *extra: str) -> tuple[dict, dict]:
+    """Run the CLI on the case's config with its cfg options; its output and meta."""
+    options = golden(case, "options.json")
+    assert options["dialect"] == "1.x"
+    cfg_options = [f"{k}={v}" for k, v in options["cfg_options"].items()]
+    out = tmp_path / f"out{len(extra)}" / "features.pkl"
+    proc = run_featx(f"{CONFIGS}/{options['config']}", checkpoint, "--video-list",
+                     write_list(tmp_path / "videos.txt", videos), "--video-root", VIDEOS, "--out", out,
+                     "--device", "cpu", "--workers", "1", *(["--cfg-options", *cfg_options] if cfg_options else []),
+                     *extra)
+    assert proc.returncode == 0, proc.stderr
+    assert "MMAction2 1.x" in proc.stderr  # the start line names the dialect it read
+    return featx.load(out)
+
+
+def tool_rows(per_view: np.ndarray, rows: int) -> np.ndarray:
+    """featx's ``--per-view`` (clips, crops, D) -> the 1.x tool's ``--multi-view`` rows: the views crop-major
+    (view = crop * clips + clip), averaged in ``rows`` equal consecutive groups (a 3D recognizer: one view a
+    row; TSN: all views in one row; TSM: the ``num_segments`` clips of each crop)."""
+    views = per_view.transpose(1, 0, 2).reshape(-1, per_view.shape[-1])
+    return views.reshape(rows, -1, views.shape[-1]).mean(1)
+
+
+@pytest.mark.parametrize("case, all_videos", PARAMS)
+def test_cli_matches_mmaction2_1x(case, all_videos, golden_checkpoint, tmp_path):
+    expected, rows = golden(case, "seed0.features.pkl"), golden(case, "seed0.views.pkl")
+    videos = sorted(expected) if all_videos or case not in HEAVY else CI_VIDEOS
+    got, meta = featx_1x(case, golden_checkpoint(case), videos, tmp_path, "--per-view")
+    assert list(got) == videos and meta["config_dialect"] == "1.x"
+    frame_inds = golden(case, "frame_inds.json")
+    for name, per_view in got.items():
+        assert meta["videos"][name]["frame_inds"] == frame_inds[name], name
+        want = np.asarray(rows[name]).reshape(-1, per_view.shape[-1])
+        assert rel_error(tool_rows(per_view, len(want)), want) <= TOLERANCE, name
+        vector = per_view.mean((0, 1))
+        assert vector.dtype == np.float32 and vector.shape == expected[name].shape
+        assert rel_error(vector, expected[name]) <= TOLERANCE, name
+
+
+TOOL_DEFAULT = sorted(p.name.split(".")[0] for p in GOLDEN_1X.glob("*.seed0.tool_default.pkl"))
+
+
+@pytest.mark.parametrize("case", TOOL_DEFAULT)
+def test_tool_views_match_the_1x_tools_default(case, golden_checkpoint, tmp_path):
+    expected = golden(case, "seed0.tool_default.pkl")
+    videos = sorted(expected) if case not in HEAVY else CI_VIDEOS
+    got, _ = featx_1x(case, golden_checkpoint(case), videos, tmp_path, "--views", "tool")
+    for name, vector in got.items():
+        assert rel_error(vector, np.asarray(expected[name]).reshape(vector.shape)) <= TOLERANCE, name
