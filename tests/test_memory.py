@@ -34,12 +34,11 @@ VIDEO_NAMES = ["h264_320x240_30fps.mp4", "h264_426x240_24fps.mp4", "h264_176x144
 
 @pytest.fixture(scope="module")
 def tsm_small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("tsm_small")
-    config = folder / "tsm_small.py"
+    config = tmp_path_factory.mktemp("tsm_small") / "tsm_small.py"
     config.write_text(TSM_SMALL)
-    checkpoint = folder / "tsm_small.pth"
-    torch.save({"state_dict": randomize_(build_model(read_config(config).model)).state_dict()}, checkpoint)
-    return config, checkpoint
+    model = randomize_(build_model(read_config(config).model))
+    torch.save({"state_dict": model.state_dict()}, config.with_suffix(".pth"))
+    return config, config.with_suffix(".pth")
 
 
 def vectors(options: RunOptions, fill_forwards: bool = True) -> tuple[dict[str, np.ndarray], ForwardSize]:
