@@ -1,4 +1,4 @@
-"""The GPU check: the CUDA path on real hardware, in one command (under 8 minutes on one GPU).
+"""The GPU check: the CUDA path on real hardware, in one command (sized for under 8 minutes on one GPU; not run on one yet).
 
     python benchmarks/gpu_check.py --out gpu_check.json
 
