@@ -1,4 +1,6 @@
-"""The GPU check: the CUDA path on real hardware, in one command (sized for under 8 minutes on one GPU; not run on one yet).
+"""The GPU check: the CUDA path on real hardware, in one command (sized for under 8 minutes on one GPU).
+
+Not run on a GPU yet: none was available to this work.
 
     python benchmarks/gpu_check.py --out gpu_check.json
 
