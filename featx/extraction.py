@@ -69,16 +69,17 @@ def autocast(precision: str, device: torch.device) -> ContextManager[Any]:
 
 def prepare_model(model_cfg: Mapping[str, Any], checkpoint: str, device: torch.device, *, fuse: bool = True,
                   channels_last: bool = True, precision: str = "fp32",
-                  allow_partial: bool = False) -> tuple[nn.Module, LoadedCheckpoint]:
+                  allow_partial: bool = False, dialect: str | None = None) -> tuple[nn.Module, LoadedCheckpoint]:
     """Build the model from a config's ``model`` dict, load the checkpoint on the CPU (refused if it lacks model
-    keys, unless ``allow_partial``) and move it to ``device``.
+    keys, unless ``allow_partial``; ``dialect``: the config's, named if the checkpoint's differs) and move it
+    to ``device``.
 
     For speed, BatchNorm is folded into the convolutions and the weights are stored channels-last
     (both change the vectors only by float rounding, about 1e-7 relative); in float32 on a CPU,
     each convolution runs as one oneDNN kernel with its ReLU and residual sum (same arithmetic).
     """
     model = build_model(model_cfg)
-    loaded = load_checkpoint(model, checkpoint, allow_partial=allow_partial)
+    loaded = load_checkpoint(model, checkpoint, allow_partial=allow_partial, dialect=dialect)
     if fuse:
         model = fuse_conv_bn(model)
         if device.type == "cpu" and precision == "fp32":

@@ -132,7 +132,8 @@ class Extraction:
         if device.type == "cpu" and options.keep_freed_memory:
             keep_freed_memory()
         model, checkpoint = prepare_model(config.model, options.checkpoint, device, fuse=options.fuse_conv_bn,
-                                          precision=precision, allow_partial=options.allow_partial_checkpoint)
+                                          precision=precision, allow_partial=options.allow_partial_checkpoint,
+                                          dialect=config.dialect)
         if options.layer is not None:
             model.tap(options.layer, options.pool or "avg")
         settings = config.loader
