@@ -15,19 +15,19 @@ import numpy as np
 import pytest
 
 import featx
-from helpers import GOLDEN_1X, VIDEOS, rel_error, run_featx, write_list
+from helpers import GOLDEN_1X, VIDEOS, call_featx, rel_error, write_list
 
 TOLERANCE = 1e-4
 CONFIGS = "configs/mmaction2-1.x/recognition"
 CI_VIDEOS = ["h264_176x144_18frames.mp4", "h264_426x240_24fps.mp4"]
 # Cases that would take CI over its budget on all five videos, and the videos CI runs them on (TSM: 80 views of
-# a ResNet-50 a video). Seconds a video through the CLI on this shared 2-core machine: Swin-T (6 views of 32
+# a ResNet-50 a video; TSN: 30, 99 s for the five here, and its tool-default run besides). Seconds a video through the CLI on this shared 2-core machine: Swin-T (6 views of 32
 # frames) 96, MViT-S (1 view of 16 frames, 25k tokens in its first blocks) 37, UniFormer-S (2 views) 19.
 # The ViT-size ones (6 views of 8-16 frames at 224 px) run on one video each, each case another kind (18
 # frames, non-round resize, portrait): UniFormerV2-B 182, VideoMAE ViT-B 162 (+69 for --views tool), VideoMAE V2
 # ViT-S 57.
-HEAVY = {"tsm_r50_v1": CI_VIDEOS, "uniformer_s_v1": CI_VIDEOS, "swin_t_v1": CI_VIDEOS[1:], "mvit_s_v1": CI_VIDEOS[1:],
-         "uniformerv2_b_v1": CI_VIDEOS[:1], "videomae_vitb_v1": CI_VIDEOS[1:],
+HEAVY = {"tsm_r50_v1": CI_VIDEOS, "tsn_r50_v1": CI_VIDEOS, "uniformer_s_v1": CI_VIDEOS, "swin_t_v1": CI_VIDEOS[1:],
+         "mvit_s_v1": CI_VIDEOS[1:], "uniformerv2_b_v1": CI_VIDEOS[:1], "videomae_vitb_v1": CI_VIDEOS[1:],
          "videomaev2_vits_v1": ["h264_portrait_240x320.mp4"]}
 CASES = sorted(p.name.split(".")[0] for p in GOLDEN_1X.glob("*.seed0.features.pkl"))
 PARAMS = [pytest.param(case, False, id=case) for case in CASES] + [
@@ -40,15 +40,15 @@ def golden(case: str, what: str):
 
 
 def featx_1x(case: str, checkpoint, videos: list[str], tmp_path, *extra: str) -> tuple[dict, dict]:
-    """Run the CLI on the case's config with its cfg options; its output and meta."""
+    """Run the CLI (its main, in this process) on the case's config with its cfg options; its output and meta."""
     options = golden(case, "options.json")
     assert options["dialect"] == "1.x"
     cfg_options = [f"{k}={v}" for k, v in options["cfg_options"].items()]
     out = tmp_path / f"out{len(extra)}" / "features.pkl"
-    proc = run_featx(f"{CONFIGS}/{options['config']}", checkpoint, "--video-list",
-                     write_list(tmp_path / "videos.txt", videos), "--video-root", VIDEOS, "--out", out,
-                     "--device", "cpu", "--workers", "1", *(["--cfg-options", *cfg_options] if cfg_options else []),
-                     *extra)
+    proc = call_featx(f"{CONFIGS}/{options['config']}", checkpoint, "--video-list",
+                      write_list(tmp_path / "videos.txt", videos), "--video-root", VIDEOS, "--out", out,
+                      "--device", "cpu", "--workers", "1", *(["--cfg-options", *cfg_options] if cfg_options else []),
+                      *extra)
     assert proc.returncode == 0, proc.stderr
     assert "MMAction2 1.x" in proc.stderr  # the start line names the dialect it read
     return featx.load(out)
