@@ -15,7 +15,9 @@ frames requested in the sampler's order); ``default`` is featx as a user runs it
 default with ``--precision bf16``; ``sorted`` the default with ``--decode-order sorted``; ``torchcodec`` the default with
 ``--decoder torchcodec`` (its decode seconds against the default's are decord against torchcodec); ``1worker``
 the default with one decoding process; ``glibc-malloc`` the default with glibc's allocator left as it
-is (the CLI makes it keep freed memory on a CPU). The baseline runs first, then ``glibc-malloc``.
+is (the CLI makes it keep freed memory on a CPU); ``unbounded`` the default with every view of a batch
+in one forward (``max_memory`` 1T), ``small-forwards`` in forwards of 64 MiB (a view group or a few); ``per-video`` the default without cross-video batching (one
+video's views per batch, ``videos_per_gpu``). The baseline runs first, then ``glibc-malloc``.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from featx.config import read_config  # noqa: E402
 from featx.data import VideoDataset, VideoItem, build_pipeline, read_video_list  # noqa: E402
+from featx.memory import ForwardSize  # noqa: E402
 from featx.extraction import FeatureExtractor, batched, extract, prepare_model, select_device  # noqa: E402
 from featx.result import VideoResult  # noqa: E402
 from featx.models import build_model  # noqa: E402
@@ -139,6 +142,7 @@ def run_baseline(options: RunOptions, items: list[VideoItem]) -> dict[str, Any]:
     loader = DataLoader(_MapStyle(VideoDataset(items, build_pipeline(config.pipeline, transforms=config.transforms))),
                         batch_size=1, shuffle=False, num_workers=config.loader.workers_per_gpu, collate_fn=list)
     extractor = FeatureExtractor(model, device, normalize=config.normalize)
+    extractor.forward_size = ForwardSize(2**40, 1, "every view of a video in one forward, as the reference")
 
     def samples() -> Iterator[Any]:
         for [sample] in loader:
@@ -150,10 +154,13 @@ def run_baseline(options: RunOptions, items: list[VideoItem]) -> dict[str, Any]:
     return measure("baseline", extract(extractor, batched(samples(), 1)), timings)
 
 
-def run_featx(name: str, options: RunOptions, items: list[VideoItem]) -> dict[str, Any]:
+def run_featx(name: str, options: RunOptions, items: list[VideoItem], fill_forwards: bool = True) -> dict[str, Any]:
     """featx's run of ``options``, as the command runs it, without writing an output."""
     extraction = Extraction.prepare(options)
-    return measure(name, extraction.results(items), extraction.timings)
+    extraction.fill_forwards = fill_forwards
+    result = measure(name, extraction.results(items), extraction.timings)
+    result["views_per_forward"] = extraction.extractor.forward_size.views if extraction.extractor.forward_size else 0
+    return result
 
 
 def rel_diff(vectors: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> float:
@@ -196,17 +203,20 @@ def main() -> None:
             "sorted": replace(base, decode_order="sorted"),
             "torchcodec": replace(base, decoder="torchcodec"),
             "glibc-malloc": replace(base, keep_freed_memory=False),
+            "unbounded": replace(base, max_memory="1T"),
+            "small-forwards": replace(base, max_memory="64M"),
         }
         first = {"baseline": 0, "glibc-malloc": 1}  # the reference, then the rest of glibc's default allocator
         names = sorted(args.variants.split(","), key=lambda name: first.get(name, 2))
-        results = [run_baseline(base, items) if name == "baseline" else run_featx(name, variants[name], items)
-                   for name in names]
+        results = [run_baseline(base, items) if name == "baseline"
+                   else run_featx(name, base, items, fill_forwards=False) if name == "per-video"
+                   else run_featx(name, variants[name], items) for name in names]
 
     reference = results[0]["vectors"]
     device = select_device(args.device)
     print(f"\n{Path(args.config).name}: {len(items)} videos, device {device}, torch threads {torch.get_num_threads()}, "
           f"{os.cpu_count()} CPUs")
-    header = f"{'variant':12s} {'videos/s':>9s} {'x base':>7s} {'max rel diff':>13s} {'cosine':>9s} {'RSS MiB':>8s}  stage seconds"
+    header = f"{'variant':12s} {'videos/s':>9s} {'x base':>7s} {'max rel diff':>13s} {'cosine':>9s} {'RSS MiB':>8s} {'views/fwd':>9s}  stage seconds"
     print(header)
     for r in results:
         r["speedup"] = r["videos_per_s"] / results[0]["videos_per_s"]
@@ -214,7 +224,7 @@ def main() -> None:
         r["min_cosine"] = cosine(r["vectors"], reference)
         stages = ", ".join(f"{k} {v:.1f}" for k, v in r["stages_s"].items())
         print(f"{r['variant']:12s} {r['videos_per_s']:9.3f} {r['speedup']:7.2f} {r['max_rel_diff']:13.2e} "
-              f"{r['min_cosine']:9.6f} {r['peak_rss_mib']:8.0f}  {stages}")
+              f"{r['min_cosine']:9.6f} {r['peak_rss_mib']:8.0f} {r.get('views_per_forward', 0):9d}  {stages}")
     summary = {"config": args.config, "videos": len(items), "device": str(device),
                "results": [{k: v for k, v in r.items() if k != "vectors"} for r in results]}
     print(json.dumps(summary))

@@ -31,15 +31,24 @@ UNPICKLER_ERROR = "WeightsUnpickler error:"
 PARTIAL_FLAG = "allow-partial-checkpoint"  # the option that accepts a checkpoint lacking model keys
 
 
-def _numpy_safe_globals() -> list:
-    """Numpy scalars and dtypes, which official checkpoints' ``meta`` may hold; nothing callable beyond them."""
+def _meta_safe_globals() -> list:
+    """What official checkpoints' ``meta`` may hold besides plain data, and nothing callable beyond it: numpy
+    scalars, dtypes and arrays (0.x and 1.x zoo files), and mmengine's ``ConfigDict`` (1.x's runner keeps
+    configs in ``meta``). Not mmengine's ``HistoryBuffer`` (a training message hub's, which published zoo
+    files leave out): it pickles ``getattr``, which would open every attribute to the file."""
+    from mmengine.config import ConfigDict
+
     dtype_classes = [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")]
-    scalar = np._core.multiarray.scalar
+    scalar, reconstruct = np._core.multiarray.scalar, np._core.multiarray._reconstruct
     return [
         (scalar, "numpy.core.multiarray.scalar"),
         (scalar, "numpy._core.multiarray.scalar"),
+        (reconstruct, "numpy.core.multiarray._reconstruct"),
+        (reconstruct, "numpy._core.multiarray._reconstruct"),
+        np.ndarray,
         np.dtype,
         *dtype_classes,
+        ConfigDict,
     ]
 
 
@@ -92,15 +101,16 @@ def verify_hash(path: Path, prefix: str) -> None:
         )
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Unpickle weights only (``weights_only=True``): a checkpoint that needs code to load is refused."""
+def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], Mapping]:
+    """A checkpoint's state dict and ``meta``, unpickled weights only (``weights_only=True``, numpy and
+    mmengine types allowed by name): a checkpoint that needs code to load is refused."""
     with open(path, "rb") as f:
         head = f.read(len(ZIP_MAGIC))
     if not head.startswith((ZIP_MAGIC, PICKLE_PROTOCOL)):
         raise UserError(f"checkpoint {path} is not a PyTorch checkpoint (neither the zip nor the pickle file "
                         "torch.save writes)")
     try:
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
+        with torch.serialization.safe_globals(_meta_safe_globals()):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise UserError(
@@ -112,7 +122,17 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     state = obj.get("state_dict", obj) if isinstance(obj, Mapping) else None
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"checkpoint {path} holds no state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in state.items()}
+    meta = obj.get("meta") if "state_dict" in obj else None
+    return {k.removeprefix("module."): v for k, v in state.items()}, meta if isinstance(meta, Mapping) else {}
+
+
+# What each MMAction2's runner writes into a checkpoint's meta: mmcv's (0.x) its version, mmengine's (1.x) its own
+META_DIALECTS = {"mmcv_version": "0.x", "mmengine_version": "1.x"}
+
+
+def checkpoint_dialect(meta: Mapping) -> str | None:
+    """The MMAction2 version whose runner saved the checkpoint, as its ``meta`` says, if it says."""
+    return next((dialect for key, dialect in META_DIALECTS.items() if key in meta), None)
 
 
 def _unpickling_reason(message: str) -> str:
@@ -132,26 +152,33 @@ class LoadedCheckpoint:
     unused: tuple[str, ...] = ()
 
 
-def load_checkpoint(model: nn.Module, source: str, *, allow_partial: bool = False) -> LoadedCheckpoint:
+def load_checkpoint(model: nn.Module, source: str, *, allow_partial: bool = False,
+                    dialect: str | None = None) -> LoadedCheckpoint:
     """Load ``source`` into ``model`` by MMAction2's parameter names.
 
     A checkpoint that matches none of the model's keys, whose shapes differ, or that lacks any of the
     model's keys (those layers would keep random weights) is an error; ``allow_partial`` accepts the
-    last with a warning. Keys the model lacks (``cls_head.*``) are reported in one warning.
+    last with a warning. Keys the model lacks (``cls_head.*``) are reported in one warning; a 1.x data
+    preprocessor's buffers (``data_preprocessor.*``) are not weights and are left out. When the
+    checkpoint's meta says another MMAction2 saved it than the config's ``dialect``, the error says so.
     """
     path = resolve_checkpoint(source)
-    state = read_state_dict(path)
+    state, meta = read_checkpoint(path)
+    state = {k: v for k, v in state.items() if not k.startswith("data_preprocessor.")}
+    saved_by = checkpoint_dialect(meta)
+    other = (f"an MMAction2 {saved_by} checkpoint of another model than this MMAction2 {dialect} config's"
+             if saved_by and dialect and saved_by != dialect else "for another model")
     own = model.state_dict()
     matched = [k for k in state if k in own]
     if not matched:
         raise UserError(
-            f"checkpoint {source} matches none of the model's parameters: is it for another model? "
+            f"checkpoint {source} matches none of the model's parameters: is it {other}? "
             f"(checkpoint keys look like {next(iter(state), 'nothing')!r}, the model's like {next(iter(own))!r})"
         )
     for key in matched:
         if state[key].shape != own[key].shape:
             raise UserError(
-                f"checkpoint {source} is for another model: {key} has shape {tuple(state[key].shape)} "
+                f"checkpoint {source} is {other}: {key} has shape {tuple(state[key].shape)} "
                 f"there and {tuple(own[key].shape)} in the model built from the config"
             )
     unused = tuple(k for k in state if k not in own)
@@ -160,7 +187,8 @@ def load_checkpoint(model: nn.Module, source: str, *, allow_partial: bool = Fals
     if missing and not allow_partial:
         raise UserError(
             f"checkpoint {source} lacks {len(missing)} of the model's {len(own)} keys ({_summary(missing)}): "
-            f"those layers would keep random weights; is it for this config? (--{PARTIAL_FLAG} runs anyway)"
+            f"those layers would keep random weights; is it {other if saved_by != dialect else 'for this config'}? "
+            f"(--{PARTIAL_FLAG} runs anyway)"
         )
     if unused:
         log.warning("checkpoint %s: %d keys not used by the feature model (%s)", path.name, len(unused),

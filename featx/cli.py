@@ -94,9 +94,10 @@ def options_from(args: argparse.Namespace) -> RunOptions:
 
 
 def list_models(argv: Sequence[str]) -> int:
-    """``featx models [WORD ...]``: the model index, or the entries whose name or family has every word."""
+    """``featx models [WORD ...]``: the model index, or the entries whose name, family or dialect (``1.x``) has
+    every word."""
     words = [w.lower() for w in argv if not w.startswith("-")]
-    entries = [e for e in models() if all(w in e.name or w == e.family for w in words)]
+    entries = [e for e in models() if all(w in e.name.lower() or w in (e.family, e.dialect) for w in words)]
     if not entries:
         setup_logging(debug=False)
         log.error("no model's name or family has %s (featx models lists them all)",

@@ -91,7 +91,7 @@ def init_distributed(launcher: str, device: torch.device, backend: str | None = 
                      timeout_min: float = 30) -> tuple[DistInfo, torch.device]:
     """Join the process group; return this rank's info and its device (``cuda:LOCAL_RANK`` on GPUs).
 
-    The backend is NCCL on GPUs (or the config's ``dist_params.backend``) and always gloo on a CPU.
+    The backend is NCCL on GPUs (or the config's, as its dialect reads it) and always gloo on a CPU.
     """
     info = launcher_info(launcher)
     os.environ.update(launcher_env(launcher, os.environ))
@@ -101,7 +101,7 @@ def init_distributed(launcher: str, device: torch.device, backend: str | None = 
         backend = backend or "nccl"
     else:
         if backend not in (None, "gloo"):
-            log.debug("dist_params.backend=%s ignored on the CPU: using gloo", backend)
+            log.debug("the config's distributed backend %s is ignored on the CPU: using gloo", backend)
         backend = "gloo"
     dist.init_process_group(backend, init_method="env://", timeout=timedelta(minutes=timeout_min))
     return info, device

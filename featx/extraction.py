@@ -19,7 +19,9 @@ from featx.data.dataset import join_chunks
 from featx.data.decoders import first_line
 from featx.data.transforms import Normalize
 from featx.errors import UserError
+from featx.memory import ForwardSize, size_forward
 from featx.result import VideoResult
+from featx.wording import count
 from featx.models import build_model, fuse_conv_bn, to_channels_last, use_onednn_fusion
 
 log = logging.getLogger(__name__)
@@ -67,16 +69,17 @@ def autocast(precision: str, device: torch.device) -> ContextManager[Any]:
 
 def prepare_model(model_cfg: Mapping[str, Any], checkpoint: str, device: torch.device, *, fuse: bool = True,
                   channels_last: bool = True, precision: str = "fp32",
-                  allow_partial: bool = False) -> tuple[nn.Module, LoadedCheckpoint]:
+                  allow_partial: bool = False, dialect: str | None = None) -> tuple[nn.Module, LoadedCheckpoint]:
     """Build the model from a config's ``model`` dict, load the checkpoint on the CPU (refused if it lacks model
-    keys, unless ``allow_partial``) and move it to ``device``.
+    keys, unless ``allow_partial``; ``dialect``: the config's, named if the checkpoint's differs) and move it
+    to ``device``.
 
     For speed, BatchNorm is folded into the convolutions and the weights are stored channels-last
     (both change the vectors only by float rounding, about 1e-7 relative); in float32 on a CPU,
     each convolution runs as one oneDNN kernel with its ReLU and residual sum (same arithmetic).
     """
     model = build_model(model_cfg)
-    loaded = load_checkpoint(model, checkpoint, allow_partial=allow_partial)
+    loaded = load_checkpoint(model, checkpoint, allow_partial=allow_partial, dialect=dialect)
     if fuse:
         model = fuse_conv_bn(model)
         if device.type == "cpu" and precision == "fp32":
@@ -114,6 +117,21 @@ def batched(samples: Iterable[Sample | Failure], size: int) -> Iterator[list[Sam
         yield batch
 
 
+def filling_forwards(samples: Iterable[Sample | Failure], views: Callable[[], int | None]) -> Iterator[list[Sample | Failure]]:
+    """Consecutive samples, each group closed once its views fill a forward (``views()``; one sample a group
+    until the first forward has sized it)."""
+    batch: list[Sample | Failure] = []
+    held = 0
+    for sample in samples:
+        batch.append(sample)
+        held += len(sample.imgs) if isinstance(sample, Sample) else 0
+        if held >= (views() or 1):
+            yield batch
+            batch, held = [], 0
+    if batch:
+        yield batch
+
+
 def reduce_views(feats: torch.Tensor, *, num_clips: int, num_crops: int, per: str) -> torch.Tensor:
     """(B, V, D) view features -> (B, D) (``per='video'``), (B, clips, D) or (B, clips, crops, D).
 
@@ -132,10 +150,20 @@ def reduce_views(feats: torch.Tensor, *, num_clips: int, num_crops: int, per: st
 
 class FeatureExtractor:
     """Runs the model on a batch of decoded samples; views are pooled on the device into one vector
-    per video (``per='video'``), per clip (``'clip'``) or per clip and crop (``'view'``)."""
+    per video (``per='video'``), per clip (``'clip'``) or per clip and crop (``'view'``).
+
+    The views of a batch's samples (of one view shape) run as one stream, in forwards of
+    :attr:`forward_size` views: whole view groups, sized at the first forward from the memory
+    available (:mod:`featx.memory`) or ``max_memory``, so a short video's views share a forward with
+    the next one's and a long one's are split; each sample's views are then pooled on their own
+    (the same vectors as one forward per video, to float rounding). When a GPU runs out of memory
+    the views per forward are halved and the batch computed again; at one view group, its videos fail.
+    ``samples_in_flight``: how many samples the decoding workers hold meanwhile (kept out of the budget).
+    """
 
     def __init__(self, model: nn.Module, device: torch.device, precision: str = "fp32",
-                 normalize: Normalize | None = None, per: str = "video") -> None:
+                 normalize: Normalize | None = None, per: str = "video", *, max_memory: int | None = None,
+                 samples_in_flight: int = 0) -> None:
         if per not in PER:
             raise ValueError(f"per must be one of {PER}, got {per!r}")
         self.model = model
@@ -143,46 +171,118 @@ class FeatureExtractor:
         self.precision = precision
         self.normalize = normalize  # applied here when the workers send uint8 frames
         self.per = per
+        self.max_memory = max_memory
+        self.samples_in_flight = samples_in_flight
+        self.view_group: int = getattr(model, "view_group", 1)
+        self.forward_size: ForwardSize | None = None  # sized at the first forward
         self.timings = {"host->device": 0.0, "forward": 0.0}  # seconds, summed over calls
 
     @torch.inference_mode()
     def __call__(self, samples: list[Sample | Failure]) -> list[VideoResult]:
         """One result per sample (a chunk of a video), in the samples' order."""
         results = {id(s): _result(s, error=s.error) for s in samples if isinstance(s, Failure)}
-        # Samples of one batch usually share a layout; any that differ get a forward of their own.
-        groups: dict[tuple[Any, ...], list[Sample]] = {}
+        # Samples whose views differ in shape (rare: a config of several sizes) get forwards of their own.
+        groups: dict[tuple[int, ...], list[Sample]] = {}
         for s in samples:
             if isinstance(s, Sample):
-                groups.setdefault((s.imgs.shape, s.num_clips, s.num_crops, self._per(s)), []).append(s)
-        for (_, num_clips, num_crops, per), group in groups.items():
-            start = time.perf_counter()
-            imgs = torch.stack([torch.as_tensor(s.imgs) for s in group])
-            if self.device.type == "cuda":
-                imgs = imgs.pin_memory()
-            imgs = imgs.to(self.device, non_blocking=True)
-            if self.normalize is not None:
-                imgs = self.normalize.normalize_tensor(imgs, channel_dim=2)  # (B, V, C, ...)
-            loaded = time.perf_counter()
+                groups.setdefault(tuple(s.imgs.shape[1:]), []).append(s)
+        for group in groups.values():
             try:
-                with autocast(self.precision, self.device):
-                    feats = self.model.forward_views(imgs)
+                feats = self._view_features([torch.as_tensor(s.imgs) for s in group])
+            except _TooBig as exc:
+                results.update({id(s): _result(s, error=str(exc)) for s in group})
+                continue
             except RuntimeError as exc:  # the model cannot take this shape (too small a view, a fixed size)
                 if isinstance(exc, DEVICE_ERRORS):
                     raise
                 reason = f"the model cannot run on this input: {first_line(exc)}"
                 results.update({id(s): _result(s, error=reason) for s in group})
                 continue
-            feats = reduce_views(feats.float(), num_clips=num_clips, num_crops=num_crops, per=per)
-            feats = feats.cpu().numpy()  # the copy back waits for the device
-            self.timings["host->device"] += loaded - start
-            self.timings["forward"] += time.perf_counter() - loaded
             for s, feat in zip(group, feats):
-                results[id(s)] = _result(s, feature=feat)
+                pooled = reduce_views(feat[None], num_clips=s.num_clips, num_crops=s.num_crops, per=self._per(s))
+                results[id(s)] = _result(s, feature=pooled[0].cpu().numpy())
         return [results[id(s)] for s in samples]
+
+    def _view_features(self, imgs: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """Each sample's (V, D) view features, its views computed with the others' in forwards of
+        :attr:`forward_size`; a GPU out of memory halves it and starts again."""
+        shrunk_from = 0  # the views per forward that ran out of memory first, said once it fits
+        while True:
+            try:
+                if self.forward_size is None:
+                    self.forward_size = self._size(imgs[0])
+                    log.info("views per forward: %d (%s)", self.forward_size.views, self.forward_size.how)
+                feats = self._forwards(imgs, self.forward_size.views)
+            except torch.cuda.OutOfMemoryError as exc:
+                tried = self.forward_size.views if self.forward_size else 2 * self.view_group
+                smaller = (self.forward_size.halved() if self.forward_size is not None
+                           else ForwardSize(self.view_group, self.view_group, "one view group"))
+                if smaller is None:
+                    raise _TooBig(f"out of memory on {self.device} with one view group ({count(self.view_group, 'view')}"
+                                  f" per forward): {first_line(exc)}") from exc
+                shrunk_from = shrunk_from or tried
+                self.forward_size = smaller
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            if shrunk_from:
+                log.warning("%s ran out of memory at %d views per forward: %d from now on", self.device, shrunk_from,
+                            self.forward_size.views)
+            return feats
+
+    def _size(self, sample: torch.Tensor) -> ForwardSize:
+        """Views per forward, measured on the first view group of ``sample`` (a decoded sample's views)."""
+        return size_forward(self._forward, sample[:self.view_group], self.device, group=self.view_group,
+                            max_memory=self.max_memory, held_elsewhere=self.samples_in_flight * sample.nbytes)
+
+    def _forwards(self, imgs: list[torch.Tensor], views: int) -> tuple[torch.Tensor, ...]:
+        sizes = [len(x) for x in imgs]
+        feats = [self._forward(torch.cat([imgs[i][a:b] for i, a, b in parts]))
+                 for parts in view_chunks(sizes, views)]
+        return torch.cat(feats).split(sizes)
+
+    def _forward(self, views: torch.Tensor) -> torch.Tensor:
+        """(N, *view) on the host -> (N, D) float32 on the device."""
+        start = time.perf_counter()
+        if self.device.type == "cuda":
+            views = views.pin_memory()
+        views = views.to(self.device, non_blocking=True)
+        if self.normalize is not None:
+            views = self.normalize.normalize_tensor(views, channel_dim=1)  # (N, C, ...)
+        loaded = time.perf_counter()
+        with autocast(self.precision, self.device):
+            feats = self.model.forward_views(views[None])[0].float()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.timings["host->device"] += loaded - start
+        self.timings["forward"] += time.perf_counter() - loaded
+        return feats
 
     def _per(self, sample: Sample) -> str:
         """How to pool this sample: a video in several chunks is pooled per clip, then averaged when whole."""
         return "clip" if self.per == "video" and sample.num_chunks > 1 else self.per
+
+
+class _TooBig(Exception):
+    """One view group does not fit in the device's memory."""
+
+
+def view_chunks(sizes: list[int], views: int) -> Iterator[list[tuple[int, int, int]]]:
+    """The samples' views (``sizes[i]`` of sample ``i``, one stream) in consecutive forwards of ``views``
+    (the last may be shorter): each forward as ``(sample, start, stop)`` slices."""
+    parts: list[tuple[int, int, int]] = []
+    room = views
+    for i, size in enumerate(sizes):
+        start = 0
+        while start < size:
+            take = min(room, size - start)
+            parts.append((i, start, start + take))
+            start, room = start + take, room - take
+            if not room:
+                yield parts
+                parts, room = [], views
+    if parts:
+        yield parts
 
 
 def _result(sample: Sample | Failure, **outcome: Any) -> VideoResult:

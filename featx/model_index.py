@@ -1,5 +1,5 @@
-"""The model index: every official MMAction2 0.x checkpoint by a short name, with the shipped config
-it was trained with, its feature size and views (``featx models``; ``featx NAME`` runs one)."""
+"""The model index: every official MMAction2 checkpoint (0.x and 1.x) by its name, with the shipped config it
+was trained with, the config's dialect, its feature size and views (``featx models``; ``featx NAME`` runs one)."""
 from __future__ import annotations
 
 import difflib
@@ -32,6 +32,7 @@ class ModelEntry:
     input: str  # video, rawframes (read from videos by featx's rule) or flow
     unsupported: str | None  # why featx cannot run it, or None
     source: str
+    dialect: str  # the config's: "0.x" (configs/recognition/) or "1.x" (configs/mmaction2-1.x/recognition/)
 
     @property
     def config_path(self) -> Path:
@@ -67,11 +68,13 @@ def resolve_model(name: str) -> ModelEntry:
 
 
 def table(entries: tuple[ModelEntry, ...] | list[ModelEntry]) -> str:
-    """One line per model: name, feature size, views, input, dataset and top-1, config and checkpoint."""
-    rows: list[list[Any]] = [["name", "dim", "views per video", "input", "dataset (top-1)", "config", "checkpoint"]]
+    """One line per model: name, config dialect, feature size, views, input, dataset and top-1, config and
+    checkpoint."""
+    rows: list[list[Any]] = [["name", "dialect", "dim", "views per video", "input", "dataset (top-1)", "config",
+                              "checkpoint"]]
     for e in entries:
         reads = "video" if e.input == "video" else "raw-frame rule" if e.input == "rawframes" else e.input
-        rows.append([e.name, e.feature_dim, e.describe_views(), f"not supported: {e.unsupported}" if e.unsupported
+        rows.append([e.name, e.dialect, e.feature_dim, e.describe_views(), f"not supported: {e.unsupported}" if e.unsupported
                      else reads, f"{e.dataset} ({e.top1:g})" if e.top1 is not None else e.dataset,
                      f"configs/{e.config}", e.checkpoint])
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]) - 2)]

@@ -21,6 +21,7 @@ from featx.data.sampling import PADS
 from featx.data.video_list import VIDEO_EXTENSIONS
 from featx.distributed import LAUNCHER_ENV
 from featx.errors import UserError
+from featx.memory import parse_size
 from featx.extraction import PER, PRECISIONS
 from featx.models.taps import POOLS
 from featx.registry import DECODERS, FORMATS
@@ -128,6 +129,10 @@ class RunOptions:
     precision: str | None = option(None, flags=("--precision",), choices=sorted(PRECISIONS), fingerprint=True,
                                    help="compute precision (default fp32, or fp16 on a GPU when the config sets "
                                         "fp16)")
+    max_memory: str | None = option(None, flags=("--max-memory",), argparse={"metavar": "SIZE"},
+                                    help="the most memory one forward may take, e.g. 4G or 512M (default: half the "
+                                         "memory available on a CPU, at most 1 GiB; 80%% of the free memory on a "
+                                         "GPU); views per forward are measured to fit it, the vectors do not change")
     workers: int | None = option(None, flags=("--workers",), argparse={"type": int},
                                  help="decoding processes (default: data.workers_per_gpu on a CPU; on a GPU, one "
                                       "per core of this process's share, at least that); 0 decodes in this "
@@ -169,6 +174,8 @@ class RunOptions:
                 raise UserError(f"{f.name}={value!r}: use one of {', '.join(str(a) for a in allowed)}")
         if not self.video_timeout > 0:
             raise UserError(f"--video-timeout {self.video_timeout:g}: must be more than 0 seconds")
+        if self.max_memory is not None:
+            parse_size(self.max_memory)
         if self.workers is not None and self.workers < 0:
             raise UserError(f"--workers {self.workers}: must be 0 or more")
         if self.videos is not None and self.video_list is not None:

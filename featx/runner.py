@@ -27,9 +27,10 @@ from featx.data.pipeline import Role, describe_views, split_normalize
 from featx.distributed import (DistInfo, broadcast_from_main, gather_to_main, init_distributed, leave,
                                object_group, shard)
 from featx.errors import UserError
-from featx.extraction import (FeatureExtractor, Progress, batched, decode_workers, extract,
+from featx.extraction import (FeatureExtractor, Progress, batched, decode_workers, extract, filling_forwards,
                               prepare_model, resolve_precision, select_device)
 from featx.hostmem import keep_freed_memory
+from featx.memory import gib, parse_size
 from featx.meta import Failure, Fingerprint, Meta, ShardSection, VideoEntry, write_meta
 from featx.models import view_group
 from featx.options import Resolved, RunOptions
@@ -101,6 +102,8 @@ class Extraction:
 
     ``timings`` adds up seconds per stage over every video it computed: the pipeline's steps (in the
     decoding workers, overlapping the forward), the copy to the device and the forward.
+    ``fill_forwards``: the views of consecutive videos share forwards up to the memory bound (else
+    ``batch_size`` videos a batch, the config's ``videos_per_gpu``).
     """
 
     options: RunOptions
@@ -112,6 +115,7 @@ class Extraction:
     batch_size: int
     info: DistInfo = field(default_factory=DistInfo)
     timings: dict[str, float] = field(default_factory=dict)
+    fill_forwards: bool = True
 
     @classmethod
     def prepare(cls, options: RunOptions, prepared: tuple[ExtractionConfig, Pipeline, Any] | None = None
@@ -126,7 +130,8 @@ class Extraction:
         if device.type == "cpu" and options.keep_freed_memory:
             keep_freed_memory()
         model, checkpoint = prepare_model(config.model, options.checkpoint, device, fuse=options.fuse_conv_bn,
-                                          precision=precision, allow_partial=options.allow_partial_checkpoint)
+                                          precision=precision, allow_partial=options.allow_partial_checkpoint,
+                                          dialect=config.dialect)
         if options.layer is not None:
             model.tap(options.layer, options.pool or "avg")
         settings = config.loader
@@ -138,7 +143,9 @@ class Extraction:
             workers = 0
         resolved = Resolved(decoder=decoder, precision=precision, device=str(device), workers=workers,
                             video_root=os.path.abspath(options.video_root))
-        extractor = FeatureExtractor(model, device, precision, normalize, per=options.per)
+        max_memory = None if options.max_memory is None else parse_size(options.max_memory)
+        extractor = FeatureExtractor(model, device, precision, normalize, per=options.per, max_memory=max_memory,
+                                     samples_in_flight=2 * workers)
         return cls(options, config, pipeline, extractor, checkpoint, resolved, max(1, settings.videos_per_gpu),
                    info)
 
@@ -150,7 +157,15 @@ class Extraction:
         """Every video's result, in list order: decoded in the workers, batched, through the model, its chunks
         joined; ``on_chunk`` sees each chunk's result as it is computed."""
         samples = decoded_samples(VideoDataset(items, self.pipeline), self.resolved.workers, self.options.video_timeout)
-        return extract(self.extractor, batched(self._timed(samples), self.batch_size), on_chunk=on_chunk)
+        if self.fill_forwards:
+            batches = filling_forwards(self._timed(samples), self._views_per_forward)
+        else:
+            batches = batched(self._timed(samples), self.batch_size)
+        return extract(self.extractor, batches, on_chunk=on_chunk)
+
+    def _views_per_forward(self) -> int | None:
+        size = self.extractor.forward_size
+        return None if size is None else size.views
 
     def _timed(self, samples: Iterable[Any]) -> Iterator[Any]:
         for sample in samples:
@@ -169,10 +184,13 @@ class Extraction:
         c = self.config
         rule = "a raw-frame config read from videos (featx's rule)" if c.raw_frames else ""
         about = [f"MMAction2 {c.dialect}", c.model.get("type"), describe_views(self.pipeline), rule, *c.notes]
+        bound = self.extractor.max_memory
+        sizing = (f"views per forward sized at the first video to {gib(bound)} (--max-memory)" if bound is not None
+                  else "views per forward sized at the first video from the memory available")
         return (f"config {self.options.config} ({', '.join(filter(None, about))}); "
                 f"checkpoint {self.checkpoint_file}; {self.resolved.device} ({self.resolved.precision}), "
                 f"{count(self.info.world_size, 'process', 'processes')}, {count(self.resolved.workers, 'decoding worker')}"
-                f"{' each' if self.info.world_size > 1 else ''}")
+                f"{' each' if self.info.world_size > 1 else ''}; {sizing}")
 
     def provenance(self, output: OutputFormat, marks: Fingerprint, shard: ShardSection | None) -> Meta:
         """What the meta sidecar records of how the output was made (its videos come from the results)."""

@@ -44,15 +44,18 @@ CASE_CONFIGS = {
     "tsn_k400_10crop": "configs/recognition/tsn/tsn_r50_video_1x1x8_100e_kinetics400_rgb.py",
 }
 GOLDEN_CASES = sorted(p.name.split(".")[0] for p in GOLDEN.glob("*.seed0.features.pkl"))
+GOLDEN_1X_CASES = sorted(p.name.split(".")[0] for p in GOLDEN_1X.glob("*.seed0.features.pkl"))
+CONFIG_FOLDERS = {"0.x": "configs/recognition", "1.x": "configs/mmaction2-1.x/recognition"}  # by dialect
 
 
 def case_config(case: str) -> tuple[str, dict[str, Any]]:
-    """The shipped config a golden case was made with (relative to the checkout) and its ``--cfg-options``."""
-    options_file = GOLDEN / f"{case}.options.json"
+    """The shipped config a golden case was made with (relative to the checkout) and its ``--cfg-options``
+    (in its dialect's key paths)."""
+    options_file = golden_dir(case) / f"{case}.options.json"
     if not options_file.exists():
         return CASE_CONFIGS[case], {}
     options = json.loads(options_file.read_text())
-    return f"configs/recognition/{options['config']}", options["cfg_options"]
+    return f"{CONFIG_FOLDERS[options.get('dialect', '0.x')]}/{options['config']}", options["cfg_options"]
 
 
 def case_model_cfg(case: str, **changes: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import featx
-from featx.checkpoint import file_sha256, load_checkpoint, read_state_dict, resolve_checkpoint
+from featx.checkpoint import file_sha256, load_checkpoint, read_checkpoint, resolve_checkpoint
 from featx.errors import UserError
 from featx.models import build_model
 from featx.runner import RunOptions, run
@@ -80,7 +80,7 @@ def test_checkpoint_lacking_model_keys_is_refused_unless_allowed(model, tmp_path
 def test_a_run_with_a_partial_checkpoint_is_refused_or_recorded(golden_checkpoint, tmp_path):
     """--allow-partial-checkpoint runs with a checkpoint that lacks model keys; the meta sidecar records which
     keys were missing and which went unused. Without it the run stops before anything is written."""
-    state = read_state_dict(golden_checkpoint("tsn_clip"))
+    state, _ = read_checkpoint(golden_checkpoint("tsn_clip"))
     missing = ["backbone.layer4.2.conv3.conv.weight", "backbone.layer4.2.conv3.bn.weight"]
     for key in missing:
         del state[key]
@@ -114,7 +114,7 @@ def test_pickled_callable_is_refused_and_never_runs(model, tmp_path, monkeypatch
     monkeypatch.setenv("FEATX_TEST_MARKER", str(marker))
     torch.save({"state_dict": _state(model), "meta": _Payload()}, tmp_path / "evil.pth")
     with pytest.raises(UserError, match="refused") as refused:
-        read_state_dict(tmp_path / "evil.pth")
+        read_checkpoint(tmp_path / "evil.pth")
     assert not marker.exists()
     assert "Unsupported global" in str(refused.value) and "weights_only" not in str(refused.value)  # no advice
 
@@ -123,7 +123,7 @@ def test_pickled_callable_is_refused_and_never_runs(model, tmp_path, monkeypatch
 def test_not_a_checkpoint(content, tmp_path):
     (tmp_path / "x.pth").write_bytes(content)
     with pytest.raises(UserError, match="is not a PyTorch checkpoint"):
-        read_state_dict(tmp_path / "x.pth")
+        read_checkpoint(tmp_path / "x.pth")
 
 
 @pytest.fixture
@@ -184,3 +184,35 @@ def test_sha256_of_a_file_replaced_with_its_old_size_and_mtime_is_new(tmp_path):
     os.replace(replacement, path)
     assert path.stat().st_mtime_ns == st.st_mtime_ns and path.stat().st_size == st.st_size
     assert file_sha256(path) == hashlib.sha256(b"b" * 1000).hexdigest() != first
+
+
+def test_1x_zoo_meta_loads_weights_only_through_its_allow_list(model, tmp_path):
+    """A 1.x zoo file: {"meta", "state_dict"}, numpy arrays and an mmengine ConfigDict in meta, the data
+    preprocessor's buffers among the keys (not weights: not loaded, not reported)."""
+    from mmengine.config import ConfigDict
+    from mmengine.logging import HistoryBuffer
+
+    state = {**_state(model), "data_preprocessor.mean": torch.zeros(3, 1, 1)}
+    meta = {"mmengine_version": "0.10.7", "seed": np.int64(0), "counts": np.arange(3.0),
+            "cfg": ConfigDict(model=dict(type="Recognizer2D"))}
+    torch.save({"meta": meta, "state_dict": state}, tmp_path / "v1.pth")
+    loaded = load_checkpoint(model, str(tmp_path / "v1.pth"), dialect="1.x")
+    assert loaded.unused == () and loaded.missing == ()
+    _, read_meta = read_checkpoint(tmp_path / "v1.pth")
+    assert read_meta["cfg"]["model"]["type"] == "Recognizer2D" and read_meta["counts"].tolist() == [0, 1, 2]
+    history = HistoryBuffer()
+    history.update(1.0)
+    torch.save({"meta": {"hub": history}, "state_dict": state}, tmp_path / "hub.pth")
+    with pytest.raises(UserError, match="refused for safety.*HistoryBuffer"):  # not allowed: it pickles getattr
+        read_checkpoint(tmp_path / "hub.pth")
+
+
+@pytest.mark.parametrize("saved_by, dialect, says", [
+    ("mmcv_version", "1.x", "an MMAction2 0.x checkpoint of another model than this MMAction2 1.x config's"),
+    ("mmengine_version", "0.x", "an MMAction2 1.x checkpoint of another model than this MMAction2 0.x config's"),
+    ("mmengine_version", "1.x", "is for another model")])
+def test_a_checkpoint_of_another_dialects_model_names_the_mismatch(model, saved_by, dialect, says, tmp_path):
+    other = build_model({"type": "Recognizer3D", "backbone": {"type": "ResNet3dSlowOnly", "depth": 18}})
+    torch.save({"meta": {saved_by: "x"}, "state_dict": _state(other)}, tmp_path / "other.pth")
+    with pytest.raises(UserError, match=says):
+        load_checkpoint(model, str(tmp_path / "other.pth"), dialect=dialect)

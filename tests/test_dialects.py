@@ -106,3 +106,13 @@ def test_neither_dialect_is_refused_in_one_line(tmp_path):
     proc = run_featx(config, tmp_path / "none.pth", "--video-root", tmp_path, "--out", tmp_path / "o.pkl")
     assert proc.returncode == 2
     assert "is not an MMAction2 test config (MMAction2 0.x: data.test.pipeline" in error_line(proc)
+
+
+def test_a_0x_checkpoint_of_another_model_with_a_1x_config_is_one_line(golden_checkpoint, tmp_path):
+    state = torch.load(golden_checkpoint("slowonly_clip"), weights_only=True)["state_dict"]
+    torch.save({"meta": {"mmcv_version": "1.7.0"}, "state_dict": state}, tmp_path / "slowonly_0x.pth")
+    proc = run_featx(TSN_1X, tmp_path / "slowonly_0x.pth", "--video-root", ROOT / "tests/data/videos",
+                     "--out", tmp_path / "out" / "o.pkl", "--device", "cpu")
+    assert proc.returncode == 2
+    assert "an MMAction2 0.x checkpoint of another model than this MMAction2 1.x config's" in error_line(proc)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -9,15 +9,19 @@ from pathlib import Path
 import pytest
 from mmengine.config import Config
 
+from featx.data.pipeline import Role
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 INDEX = CONFIGS / "model_index.json"
 GOLDEN = ROOT / "tests" / "data" / "golden"
 
 KEYS = {"name", "family", "config", "checkpoint", "sha256_prefix", "dataset", "top1", "backbone",
-        "feature_dim", "views", "input", "unsupported", "source"}
+        "feature_dim", "views", "input", "unsupported", "source", "dialect"}
 FAMILIES = ["tsn", "tsm", "tin", "tanet", "trn", "tpn", "slowonly", "omnisource", "slowfast", "i3d",
-            "r2plus1d", "csn", "x3d", "c3d", "timesformer"]
+            "r2plus1d", "csn", "x3d", "c3d", "timesformer", "c2d", "swin", "mvit", "uniformer", "uniformerv2",
+            "videomae", "videomaev2"]
+FOLDERS = {"0.x": "recognition", "1.x": "mmaction2-1.x/recognition"}  # where each dialect's configs are shipped
 CROPS = {"CenterCrop": 1, "ThreeCrop": 3, "TenCrop": 10}
 
 
@@ -35,9 +39,9 @@ def test_entries_are_well_formed():
     assert len(entries()) > 100
     for e in entries():
         assert set(e) == KEYS, e["name"]
-        assert re.fullmatch(r"[a-z0-9_]+", e["name"]), e["name"]
+        assert re.fullmatch(r"[a-z0-9_]+" if e["dialect"] == "0.x" else r"[A-Za-z0-9_.-]+", e["name"]), e["name"]
         assert e["family"] in FAMILIES
-        assert e["config"] == f"recognition/{e['family']}/" + e["config"].split("/", 2)[2]
+        assert e["config"].startswith(f"{FOLDERS[e['dialect']]}/{e['family']}/"), e["name"]
         assert e["top1"] is None or isinstance(e["top1"], float)
         assert e["input"] in ("video", "rawframes", "flow")
         assert e["source"] in ("metafile", "readme")
@@ -48,14 +52,17 @@ def test_entries_are_well_formed():
 
 def test_names_and_checkpoints_are_unique():
     names = [e["name"] for e in entries()]
-    urls = [e["checkpoint"] for e in entries()]
     assert len(set(names)) == len(names)
-    assert len(set(urls)) == len(urls)
+    for dialect in FOLDERS:  # a 1.x config may name a 0.x checkpoint (ported weights: CSN, ...)
+        urls = [e["checkpoint"] for e in entries() if e["dialect"] == dialect]
+        assert len(set(urls)) == len(urls)
 
 
 def test_in_family_order():
-    order = [FAMILIES.index(e["family"]) for e in entries()]
-    assert order == sorted(order)
+    for dialect in FOLDERS:  # 0.x's entries, then 1.x's, each in family order
+        order = [FAMILIES.index(e["family"]) for e in entries() if e["dialect"] == dialect]
+        assert order == sorted(order)
+    assert [e["dialect"] for e in entries()] == sorted(e["dialect"] for e in entries())
 
 
 def test_checkpoint_urls_carry_their_hash():
@@ -83,7 +90,7 @@ def expected_views(pipeline: list) -> dict:
     crops = 1
     for step in pipeline:
         kind = step["type"]
-        if kind in ("SampleFrames", "DenseSampleFrames"):
+        if kind in ("SampleFrames", "DenseSampleFrames", "UniformSample"):
             assert clips is None, "two samplers"
             clips = step.get("num_clips", 1)
             if step.get("twice_sample", False):
@@ -100,24 +107,61 @@ def expected_views(pipeline: list) -> dict:
 
 
 def test_entries_agree_with_their_config():
+    from featx.config import read_config
+    from featx.errors import UserError
+
     for e in entries():
-        cfg = config(e["config"])
-        test = cfg.data.test
-        assert e["views"] == expected_views(test.pipeline), e["name"]
-        if test.type == "VideoDataset":
-            assert e["input"] == "video", e["name"]
-        else:
-            assert test.type == "RawframeDataset", e["name"]
-            flow = test.get("modality", "RGB") == "Flow"
-            assert e["input"] == ("flow" if flow else "rawframes"), e["name"]
-        backbone = cfg.model.backbone
-        assert e["backbone"].split("-")[0] == backbone.type, e["name"]
+        if e["input"] == "flow":
+            with pytest.raises(UserError, match="optical flow is not supported"):
+                read_config(CONFIGS / e["config"])
+            continue
+        cfg = read_config(CONFIGS / e["config"])
+        assert cfg.dialect == e["dialect"], e["name"]
+        assert e["views"] == expected_views(cfg.pipeline), e["name"]
+        assert e["input"] == ("rawframes" if cfg.raw_frames else "video"), e["name"]
+        backbone = cfg.model["backbone"]
+        assert e["backbone"].split("-")[0] == backbone["type"], e["name"]
         # the head reads what the backbone gives: its width is the feature size (TSM/TPN included)
         head = cfg.model.get("cls_head") or {}
         if "in_channels" in head:
             assert e["feature_dim"] == head["in_channels"], e["name"]
-        if backbone.type == "ResNetTIN":
+        if backbone["type"] == "ResNetTIN":
             assert e["unsupported"], e["name"]
+
+
+SUPPORTED = [e for e in entries() if e["unsupported"] is None]
+
+
+@pytest.mark.parametrize("entry", SUPPORTED, ids=[e["name"] for e in SUPPORTED])
+def test_every_supported_entry_has_a_test_pipeline_that_builds(entry):
+    """Its config's test pipeline builds with its dialect's steps (no video opened)."""
+    from featx.config import read_config
+    from featx.data.pipeline import build_pipeline
+
+    config = read_config(CONFIGS / entry["config"])
+    assert build_pipeline(config.pipeline, transforms=config.transforms).find(Role.SAMPLE), entry["name"]
+
+
+def test_every_refused_entry_is_refused_by_featx():
+    """An entry marked unsupported is one whose config, model (on the meta device) or test pipeline featx
+    refuses (a UserError), so the index's reason is not a stale guess; for 1.x, how many of 1.2.0's 119
+    checkpointed configs run."""
+    import torch
+
+    from featx.config import read_config
+    from featx.data.pipeline import build_pipeline
+    from featx.errors import UserError
+    from featx.models import build_model
+
+    for e in entries():
+        if e["unsupported"] is not None:
+            with pytest.raises(UserError), torch.device("meta"):
+                config = read_config(CONFIGS / e["config"])
+                build_model(config.model)
+                build_pipeline(config.pipeline, transforms=config.transforms)
+    v1 = [e for e in entries() if e["dialect"] == "1.x"]
+    runnable = {e["config"] for e in v1 if e["unsupported"] is None}
+    assert len({e["config"] for e in v1}) <= 119 and len(runnable) >= 81
 
 
 @pytest.mark.parametrize("needle, dim", [("tsm_mobilenetv2", 1280), ("x3d_s", 432), ("c3d_", 4096),
@@ -154,25 +198,29 @@ def test_the_wheel_carries_the_configs_and_the_index(tmp_path):
     [wheel] = tmp_path.glob("featx-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "featx/configs/model_index.json" in names
-    shipped = {f"featx/configs/{p.relative_to(CONFIGS).as_posix()}" for p in CONFIGS.rglob("*.py")}
+    shipped = {f"featx/configs/{p.relative_to(CONFIGS).as_posix()}" for p in CONFIGS.rglob("*")
+               if p.suffix in (".py", ".json")}  # .json: UniFormerV2's K710 channel maps, which its configs name
+    assert "featx/configs/mmaction2-1.x/recognition/uniformerv2/k710_channel_map/map_k400.json" in shipped
     assert shipped <= names
 
 
 @lru_cache(maxsize=None)
-def index_models() -> dict[str, list[tuple[dict, dict]]]:
+def index_models() -> dict[str, list[tuple[dict, dict, int]]]:
     """Per backbone type: each distinct model (its head left out) that a supported entry names, with the
-    first such entry, as featx builds it from the entry's config."""
+    first such entry and its config's crop size, as featx builds it from the entry's config."""
     from featx.config import read_config
 
-    distinct: dict[str, tuple[dict, dict]] = {}
+    distinct: dict[str, tuple[dict, dict, int]] = {}
     for e in entries():
         if e["unsupported"] is None:
-            model = dict(read_config(CONFIGS / e["config"]).model)
+            config = read_config(CONFIGS / e["config"])
+            model = dict(config.model)
             model.pop("cls_head", None)
-            distinct.setdefault(json.dumps(model, sort_keys=True, default=str), (model, e))
-    by_type: dict[str, list[tuple[dict, dict]]] = {}
-    for model, e in distinct.values():
-        by_type.setdefault(model["backbone"]["type"], []).append((model, e))
+            crop = next(step["crop_size"] for step in config.pipeline if step["type"] in CROPS)
+            distinct.setdefault(json.dumps(model, sort_keys=True, default=str), (model, e, crop))
+    by_type: dict[str, list[tuple[dict, dict, int]]] = {}
+    for model, e, crop in distinct.values():
+        by_type.setdefault(model["backbone"]["type"], []).append((model, e, crop))
     return by_type
 
 
@@ -187,14 +235,13 @@ def test_every_backbone_the_index_names_builds_with_its_feature_size_and_has_a_r
     import torch
 
     from featx.models import build_model
-    from helpers import GOLDEN_CASES, case_model_cfg
+    from helpers import GOLDEN_1X_CASES, GOLDEN_CASES, case_model_cfg
 
-    assert any(case_model_cfg(case)["backbone"]["type"] == backbone for case in GOLDEN_CASES), \
+    assert any(case_model_cfg(case)["backbone"]["type"] == backbone for case in GOLDEN_CASES + GOLDEN_1X_CASES), \
         f"no golden case holds {backbone}'s layout to the reference's"
-    for model_cfg, e in index_models()[backbone]:
+    for model_cfg, e, crop in index_models()[backbone]:  # the config's crop (C3D's fc6, patch grids fix it)
         with torch.device("meta"):
             model = build_model(model_cfg)
-            crop = 112 if backbone == "C3D" else 224  # C3D's fc6 and TimeSformer's patches fix the input size
             view = (3, crop, crop) if model.view_ndim == 3 else (3, e["views"]["frames_per_clip"], crop, crop)
             out = model.forward_views(torch.empty((1, model.view_group) + view))
         assert tuple(out.shape) == (1, model.view_group, e["feature_dim"]), e["name"]

@@ -10,7 +10,7 @@ import torch
 import torchvision
 from torch import nn
 
-from helpers import GOLDEN, GOLDEN_CASES, case_model_cfg, randomize_, rel_error
+from helpers import GOLDEN_1X_CASES, GOLDEN_CASES, case_model_cfg, golden_dir, randomize_, rel_error
 from featx.errors import UserError
 from featx.models import build_model, fuse_conv_bn, use_onednn_fusion
 from featx.models.layers import ConvBuilder
@@ -41,11 +41,11 @@ def kind_and_model(request: pytest.FixtureRequest) -> tuple[str, nn.Module]:
 NOT_BUILT = ("cls_head.", "neck.aux_head.")
 
 
-@pytest.mark.parametrize("case", GOLDEN_CASES)
+@pytest.mark.parametrize("case", GOLDEN_CASES + GOLDEN_1X_CASES)
 def test_state_dict_matches_mmaction_layout(case: str) -> None:
-    """Every family, built from its shipped config, has exactly the reference's parameter and buffer names
-    and shapes: an official checkpoint loads with no renaming."""
-    layout = json.loads((GOLDEN / f"{case}.layout.json").read_text())
+    """Every family, built from its shipped config (0.x's or 1.x's), has exactly the reference's parameter and
+    buffer names and shapes: an official checkpoint loads with no renaming."""
+    layout = json.loads((golden_dir(case) / f"{case}.layout.json").read_text())
     expected = {k: (shape, dtype) for k, shape, dtype in layout if not k.startswith(NOT_BUILT)}
     with torch.device("meta"):  # shapes only: no weights to initialise
         model = build_model(case_model_cfg(case))

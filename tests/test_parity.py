@@ -50,8 +50,8 @@ def test_cli_matches_mmaction2(case, all_videos, golden_checkpoint, tmp_path):
     config, cfg_options = case_command(case)
     out = tmp_path / "out" / "features.pkl"
     proc = call_featx(config, golden_checkpoint(case), "--video-list", write_list(tmp_path / "videos.txt", videos),
-                     "--video-root", VIDEOS, "--out", out, "--device", "cpu", *cfg_options,
-                     *(["--per-view"] if views_file.exists() else []))
+                      "--video-root", VIDEOS, "--out", out, "--device", "cpu", *cfg_options,
+                      *(["--per-view"] if views_file.exists() else []))
     failed = [name for name in videos if expected[name] is None]  # the reference itself fails on these
     assert proc.returncode == (1 if failed else 0), proc.stderr
     got, meta = featx.load(out)

@@ -4,7 +4,7 @@ indices, vectors and ``--multi-view`` rows on the golden videos; ``--views tool`
 default reduction where the case has it.
 
 Every case present in tests/data/golden-1x/ runs. One CLI process a case (two with a tool default);
-the heavy cases run on two of the five videos here, all five with ``pytest -m slow``.
+the heavy cases run on one or two of the five videos here, all five with ``pytest -m slow``.
 """
 from __future__ import annotations
 
@@ -15,16 +15,23 @@ import numpy as np
 import pytest
 
 import featx
-from helpers import GOLDEN_1X, VIDEOS, rel_error, run_featx, write_list
+from helpers import GOLDEN_1X, VIDEOS, call_featx, rel_error, write_list
 
 TOLERANCE = 1e-4
 CONFIGS = "configs/mmaction2-1.x/recognition"
-# Cases that would take CI over its budget on all five videos (TSM: 80 views of a ResNet-50 a video)
-HEAVY = {"tsm_r50_v1"}
 CI_VIDEOS = ["h264_176x144_18frames.mp4", "h264_426x240_24fps.mp4"]
+# Cases that would take CI over its budget on all five videos, and the videos CI runs them on (TSM: 80 views of
+# a ResNet-50 a video; TSN: 30, 99 s for the five here, and its tool-default run besides). Seconds a video through the CLI on this shared 2-core machine: Swin-T (6 views of 32
+# frames) 96, MViT-S (1 view of 16 frames, 25k tokens in its first blocks) 37, UniFormer-S (2 views) 19.
+# The ViT-size ones (6 views of 8-16 frames at 224 px) run on one video each, each case another kind (18
+# frames, non-round resize, portrait): UniFormerV2-B 182, VideoMAE ViT-B 162 (+69 for --views tool), VideoMAE V2
+# ViT-S 57.
+HEAVY = {"tsm_r50_v1": CI_VIDEOS, "tsn_r50_v1": CI_VIDEOS, "uniformer_s_v1": CI_VIDEOS, "swin_t_v1": CI_VIDEOS[1:],
+         "mvit_s_v1": CI_VIDEOS[1:], "uniformerv2_b_v1": CI_VIDEOS[:1], "videomae_vitb_v1": CI_VIDEOS[1:],
+         "videomaev2_vits_v1": ["h264_portrait_240x320.mp4"]}
 CASES = sorted(p.name.split(".")[0] for p in GOLDEN_1X.glob("*.seed0.features.pkl"))
 PARAMS = [pytest.param(case, False, id=case) for case in CASES] + [
-    pytest.param(case, True, id=f"{case}-all-videos", marks=pytest.mark.slow) for case in sorted(HEAVY & set(CASES))]
+    pytest.param(case, True, id=f"{case}-all-videos", marks=pytest.mark.slow) for case in sorted(set(HEAVY) & set(CASES))]
 
 
 def golden(case: str, what: str):
@@ -33,15 +40,15 @@ def golden(case: str, what: str):
 
 
 def featx_1x(case: str, checkpoint, videos: list[str], tmp_path, *extra: str) -> tuple[dict, dict]:
-    """Run the CLI on the case's config with its cfg options; its output and meta."""
+    """Run the CLI (its main, in this process) on the case's config with its cfg options; its output and meta."""
     options = golden(case, "options.json")
     assert options["dialect"] == "1.x"
     cfg_options = [f"{k}={v}" for k, v in options["cfg_options"].items()]
     out = tmp_path / f"out{len(extra)}" / "features.pkl"
-    proc = run_featx(f"{CONFIGS}/{options['config']}", checkpoint, "--video-list",
-                     write_list(tmp_path / "videos.txt", videos), "--video-root", VIDEOS, "--out", out,
-                     "--device", "cpu", "--workers", "1", *(["--cfg-options", *cfg_options] if cfg_options else []),
-                     *extra)
+    proc = call_featx(f"{CONFIGS}/{options['config']}", checkpoint, "--video-list",
+                      write_list(tmp_path / "videos.txt", videos), "--video-root", VIDEOS, "--out", out,
+                      "--device", "cpu", "--workers", "1", *(["--cfg-options", *cfg_options] if cfg_options else []),
+                      *extra)
     assert proc.returncode == 0, proc.stderr
     assert "MMAction2 1.x" in proc.stderr  # the start line names the dialect it read
     return featx.load(out)
@@ -58,7 +65,7 @@ def tool_rows(per_view: np.ndarray, rows: int) -> np.ndarray:
 @pytest.mark.parametrize("case, all_videos", PARAMS)
 def test_cli_matches_mmaction2_1x(case, all_videos, golden_checkpoint, tmp_path):
     expected, rows = golden(case, "seed0.features.pkl"), golden(case, "seed0.views.pkl")
-    videos = sorted(expected) if all_videos or case not in HEAVY else CI_VIDEOS
+    videos = sorted(expected) if all_videos or case not in HEAVY else HEAVY[case]
     got, meta = featx_1x(case, golden_checkpoint(case), videos, tmp_path, "--per-view")
     assert list(got) == videos and meta["config_dialect"] == "1.x"
     frame_inds = golden(case, "frame_inds.json")
@@ -77,7 +84,7 @@ TOOL_DEFAULT = sorted(p.name.split(".")[0] for p in GOLDEN_1X.glob("*.seed0.tool
 @pytest.mark.parametrize("case", TOOL_DEFAULT)
 def test_tool_views_match_the_1x_tools_default(case, golden_checkpoint, tmp_path):
     expected = golden(case, "seed0.tool_default.pkl")
-    videos = sorted(expected) if case not in HEAVY else CI_VIDEOS
+    videos = sorted(expected) if case not in HEAVY else HEAVY[case]
     got, _ = featx_1x(case, golden_checkpoint(case), videos, tmp_path, "--views", "tool")
     for name, vector in got.items():
         assert rel_error(vector, np.asarray(expected[name]).reshape(vector.shape)) <= TOLERANCE, name

@@ -66,7 +66,7 @@ def test_bad_videos_are_skipped_reported_and_the_rest_kept(golden_checkpoint, mi
              GOOD[1]]
     out = tmp_path / "out" / "feats.pkl"
     proc = call_featx(TSN, golden_checkpoint("tsn_clip"), "--video-list", write_list(tmp_path / "all.txt", names),
-                     "--video-root", mixed_root, "--out", out, *FAST)
+                      "--video-root", mixed_root, "--out", out, *FAST)
     assert proc.returncode == 1, proc.stderr  # some failed, the others written
     got = pickle.loads(out.read_bytes())
     assert list(got) == [GOOD[0], "three_frames.mp4", GOOD[1]]  # 3 frames is no error: indices wrap around
@@ -84,7 +84,7 @@ def test_bad_videos_are_skipped_reported_and_the_rest_kept(golden_checkpoint, mi
 
     alone = tmp_path / "alone.pkl"
     proc = call_featx(TSN, golden_checkpoint("tsn_clip"), "--video-list", write_list(tmp_path / "good.txt", GOOD),
-                     "--video-root", mixed_root, "--out", alone, *FAST)
+                      "--video-root", mixed_root, "--out", alone, *FAST)
     assert proc.returncode == 0, proc.stderr
     for name, vector in pickle.loads(alone.read_bytes()).items():
         np.testing.assert_array_equal(got[name], vector)
@@ -94,8 +94,8 @@ def test_bad_videos_are_skipped_reported_and_the_rest_kept(golden_checkpoint, mi
 def test_strict_stops_at_the_first_failure(golden_checkpoint, mixed_root, tmp_path):
     out = tmp_path / "feats.pkl"
     proc = call_featx(TSN, golden_checkpoint("tsn_clip"), "--video-list",
-                     write_list(tmp_path / "l.txt", [GOOD[0], "empty.mp4", GOOD[1]]), "--video-root", mixed_root,
-                     "--out", out, "--strict", "--workers", "0", *FAST)
+                      write_list(tmp_path / "l.txt", [GOOD[0], "empty.mp4", GOOD[1]]), "--video-root", mixed_root,
+                      "--out", out, "--strict", "--workers", "0", *FAST)
     assert proc.returncode == 1
     assert "--strict: stopped at empty.mp4" in proc.stderr
     assert not out.exists() and set(read_records(sidecar(out, "partial"))) == {GOOD[0], "empty.mp4"}
@@ -113,8 +113,8 @@ def test_a_decoder_past_the_time_limit_is_killed_and_the_run_goes_on(golden_chec
     shutil.copy(VIDEOS / GOOD[0], root / GOOD[0])
     started = time.monotonic()
     proc = call_featx(TSN, golden_checkpoint("tsn_clip"), "--video-list",
-                     write_list(tmp_path / "l.txt", ["slow.mp4", GOOD[0]]), "--video-root", root, "--out", out,
-                     "--decoder", "pyav", "--workers", "1", "--video-timeout", "2", *FAST)
+                      write_list(tmp_path / "l.txt", ["slow.mp4", GOOD[0]]), "--video-root", root, "--out", out,
+                      "--decoder", "pyav", "--workers", "1", "--video-timeout", "2", *FAST)
     assert proc.returncode == 1, proc.stderr
     errors = json.loads(out.with_name("feats.pkl.errors.json").read_text())
     assert list(pickle.loads(out.read_bytes())) == [GOOD[0]], errors
@@ -270,7 +270,7 @@ def test_edit_list_is_detected_and_pyav_decodes_it(tmp_path, caplog):
 def test_pyav_decoder_gives_the_reference_vectors(golden_checkpoint, tmp_path):
     out = tmp_path / "feats.pkl"
     proc = call_featx(TSN, golden_checkpoint("tsn_clip"), "--video-list", write_list(tmp_path / "l.txt", GOOD),
-                     "--video-root", VIDEOS, "--out", out, "--decoder", "pyav")
+                      "--video-root", VIDEOS, "--out", out, "--decoder", "pyav")
     assert proc.returncode == 0, proc.stderr
     expected = golden_features("tsn_clip")
     for name, vector in pickle.loads(out.read_bytes()).items():
