@@ -100,7 +100,7 @@ def list_models(argv: Sequence[str]) -> int:
     entries = [e for e in models() if all(w in e.name.lower() or w in (e.family, e.dialect) for w in words)]
     if not entries:
         setup_logging(debug=False)
-        log.error("no model's name or family has %s (featx models lists them all)",
+        log.error("no model's name, family or dialect has %s (featx models lists them all)",
                   " and ".join(repr(w) for w in words))
         return EXIT_USAGE
     print(table(entries))
