@@ -190,7 +190,8 @@ def test_models_lists_the_index_and_filters_it():
 def test_models_says_when_nothing_matched():
     proc = run_featx("models", "nosuchword")
     assert proc.returncode == 2 and proc.stdout == ""
-    assert error_line(proc) == "featx: error: no model's name, family or dialect has 'nosuchword' (featx models lists them all)"
+    assert error_line(proc) == ("featx: error: no model's name, family or dialect has 'nosuchword' "
+                                "(featx models lists them all)")
 
 
 def test_a_value_that_starts_with_a_dash_gets_featxs_answer_not_argparses(tmp_path):
