@@ -27,6 +27,7 @@ SLOWFAST_SMALL = {"model.backbone.slow_pathway.stage_blocks": ONE_BLOCK,
     ("ipcsn_r50_raw", {"model.backbone.stage_blocks": ONE_BLOCK}, 8),
     ("x3d_s_raw", {}, 4),
     ("tpn_slowonly_raw", {"model.backbone.stage_blocks": ONE_BLOCK}, 8),
+    ("c2d_r50_v1", {"model.backbone.depth": 18}, 4),  # 1.x's C2D: 2D convs on every frame, 3D max pools
 ])
 @torch.no_grad()
 def test_folded_channels_last_onednn_model_matches_the_plain_one(case: str, changes: dict[str, Any],
@@ -111,3 +112,12 @@ TPN_CASE = "tpn_slowonly_raw"
 def test_refusals(case: str, changes: dict[str, Any], message: str) -> None:
     with pytest.raises(UserError, match=message), torch.device("meta"):
         build_model(case_model_cfg(case, **changes))
+
+
+@torch.no_grad()
+def test_c2d_halves_time_after_its_first_stage_and_gives_the_last_stage_only() -> None:
+    model = build_model(case_model_cfg("c2d_r50_v1", **{"model.backbone.depth": 18}))
+    out = model.backbone(torch.randn(2, 3, 8, 64, 64))
+    assert tuple(out.shape) == (2, 512, 4, 2, 2)  # 64 px: /2 stem, 3x3 pool of stride 2 without padding (32 -> 15), /8 stages
+    with pytest.raises(UserError, match="C2D: out_indices=.*last stage only"):
+        build_model(case_model_cfg("c2d_r50_v1", **{"model.backbone.out_indices": (2, 3)}))

@@ -21,9 +21,14 @@ TOLERANCE = 1e-4
 CONFIGS = "configs/mmaction2-1.x/recognition"
 CI_VIDEOS = ["h264_176x144_18frames.mp4", "h264_426x240_24fps.mp4"]
 # Cases that would take CI over its budget on all five videos, and the videos CI runs them on (TSM: 80 views of
-# a ResNet-50 a video). Seconds a video through the CLI on this shared 2-core machine: Swin-T (6 views of 32
+# a ResNet-50 a video; TSN: 30, 99 s for the five here, and its tool-default run besides). Seconds a video through the CLI on this shared 2-core machine: Swin-T (6 views of 32
 # frames) 96, MViT-S (1 view of 16 frames, 25k tokens in its first blocks) 37, UniFormer-S (2 views) 19.
-HEAVY = {"tsm_r50_v1": CI_VIDEOS, "uniformer_s_v1": CI_VIDEOS, "swin_t_v1": CI_VIDEOS[1:], "mvit_s_v1": CI_VIDEOS[1:]}
+# The ViT-size ones (6 views of 8-16 frames at 224 px) run on one video each, each case another kind (18
+# frames, non-round resize, portrait): UniFormerV2-B 182, VideoMAE ViT-B 162 (+69 for --views tool), VideoMAE V2
+# ViT-S 57.
+HEAVY = {"tsm_r50_v1": CI_VIDEOS, "tsn_r50_v1": CI_VIDEOS, "uniformer_s_v1": CI_VIDEOS, "swin_t_v1": CI_VIDEOS[1:],
+         "mvit_s_v1": CI_VIDEOS[1:], "uniformerv2_b_v1": CI_VIDEOS[:1], "videomae_vitb_v1": CI_VIDEOS[1:],
+         "videomaev2_vits_v1": ["h264_portrait_240x320.mp4"]}
 CASES = sorted(p.name.split(".")[0] for p in GOLDEN_1X.glob("*.seed0.features.pkl"))
 PARAMS = [pytest.param(case, False, id=case) for case in CASES] + [
     pytest.param(case, True, id=f"{case}-all-videos", marks=pytest.mark.slow) for case in sorted(set(HEAVY) & set(CASES))]
