@@ -13,7 +13,7 @@ import featx
 from featx.data import Pipeline, build_pipeline
 from featx.data.grid import presentation_times, time_grid
 from featx.errors import UserError
-from helpers import error_line, run_featx, write_list
+from helpers import error_line, call_featx, write_list
 
 DECODERS = ["decord", "pyav", "torchcodec"]
 
@@ -119,7 +119,7 @@ def test_the_cli_puts_windows_on_the_grid_and_records_it(tmp_path, tiny_tsn):
     config, checkpoint = tiny_tsn
     encode_coded(tmp_path / "vfr.mkv", VFR_MS)
     out = tmp_path / "feats.pkl"
-    proc = run_featx(config, checkpoint, "--video-list", write_list(tmp_path / "l.txt", ["vfr.mkv"]), "--video-root",
+    proc = call_featx(config, checkpoint, "--video-list", write_list(tmp_path / "l.txt", ["vfr.mkv"]), "--video-root",
                      tmp_path, "--out", out, "--fps", "10", "--dense-stride", "3", "--pad", "repeat", "--per-clip")
     assert proc.returncode == 0, proc.stderr
     features, meta = featx.load(out)
@@ -138,6 +138,6 @@ def test_the_cli_puts_windows_on_the_grid_and_records_it(tmp_path, tiny_tsn):
 ])
 def test_grid_mistakes_are_one_line(tmp_path, tiny_tsn, args, message):
     config, checkpoint = tiny_tsn
-    proc = run_featx(config, checkpoint, "--video-list", write_list(tmp_path / "l.txt", ["x.mp4"]), "--out",
+    proc = call_featx(config, checkpoint, "--video-list", write_list(tmp_path / "l.txt", ["x.mp4"]), "--out",
                      tmp_path / "o.pkl", *args)
     assert proc.returncode == 2 and message in error_line(proc)

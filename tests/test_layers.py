@@ -9,7 +9,7 @@ import featx
 from featx.errors import UserError
 from featx.models import build_model
 from featx.models.taps import layer_shapes
-from helpers import VIDEOS, error_line, randomize_, rel_error, run_featx, write_list
+from helpers import VIDEOS, error_line, randomize_, rel_error, call_featx, write_list
 
 TSN = dict(type="Recognizer2D", backbone=dict(type="ResNet", depth=18, norm_eval=False))
 SLOWONLY = dict(type="Recognizer3D", backbone=dict(type="ResNet3dSlowOnly", depth=18, lateral=False,
@@ -93,7 +93,7 @@ def test_the_cli_layer_and_pool_against_the_default(tmp_path, tiny_tsn):
     videos = ["h264_176x144_18frames.mp4", "h264_426x240_24fps.mp4"]
     default = featx.extract(str(config), str(checkpoint), videos, video_root=str(VIDEOS)).features
     out = tmp_path / "l4.pkl"
-    proc = run_featx(config, checkpoint, "--video-list", write_list(tmp_path / "l.txt", videos), "--video-root", VIDEOS,
+    proc = call_featx(config, checkpoint, "--video-list", write_list(tmp_path / "l.txt", videos), "--video-root", VIDEOS,
                      "--out", out, "--layer", "backbone.layer4", "--pool", "avg")
     assert proc.returncode == 0, proc.stderr
     tapped, meta = featx.load(out)
@@ -111,7 +111,7 @@ def test_the_cli_layer_and_pool_against_the_default(tmp_path, tiny_tsn):
 ])
 def test_layer_mistakes_are_one_line(tmp_path, tiny_tsn, args, message):
     config, checkpoint = tiny_tsn
-    proc = run_featx(config, checkpoint, "--video-list", write_list(tmp_path / "l.txt", ["h264_176x144_18frames.mp4"]),
+    proc = call_featx(config, checkpoint, "--video-list", write_list(tmp_path / "l.txt", ["h264_176x144_18frames.mp4"]),
                      "--video-root", VIDEOS, "--out", tmp_path / "o.pkl", *args)
     assert proc.returncode == 2 and message in error_line(proc)
     assert not (tmp_path / "o.pkl").exists()
@@ -119,8 +119,8 @@ def test_layer_mistakes_are_one_line(tmp_path, tiny_tsn, args, message):
 
 def test_featx_layers_lists_names_and_shapes(tiny_tsn):
     config, _ = tiny_tsn
-    proc = run_featx("layers", config)
+    proc = call_featx("layers", config)
     assert proc.returncode == 0, proc.stderr
     rows = dict(line.split(None, 1) for line in proc.stdout.splitlines()[1:])
     assert rows["backbone.layer3"] == "(1, 256, 2, 2)" and rows["backbone"] == "(1, 512, 1, 1)"  # one view: TSN
-    assert error_line(run_featx("layers", "no_such_config.py")).startswith("featx: error:")
+    assert error_line(call_featx("layers", "no_such_config.py")).startswith("featx: error:")

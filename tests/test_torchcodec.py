@@ -14,7 +14,7 @@ import featx
 from featx.errors import UserError
 from featx.registry import DECODERS
 from helpers import ROOT, VIDEOS, case_config, encode_video, error_line, golden_features, gradient_frames, rel_error, \
-    run_featx, write_list
+    call_featx, write_list
 
 
 def torchcodec_usable() -> bool:
@@ -56,7 +56,7 @@ def test_golden_vectors_with_decoder_torchcodec(golden_checkpoint, tmp_path):
     expected = {name: golden_features(case)[name] for name in ("h264_176x144_18frames.mp4", "h264_426x240_24fps.mp4")}
     config, cfg_options = case_config(case)
     out = tmp_path / "feats.pkl"
-    proc = run_featx(config, golden_checkpoint(case), "--video-list", write_list(tmp_path / "l.txt", sorted(expected)),
+    proc = call_featx(config, golden_checkpoint(case), "--video-list", write_list(tmp_path / "l.txt", sorted(expected)),
                      "--video-root", VIDEOS, "--out", out, "--device", "cpu", "--decoder", "torchcodec",
                      *(["--cfg-options", *(f"{k}={v}" for k, v in cfg_options.items())] if cfg_options else []))
     assert proc.returncode == 0, proc.stderr
