@@ -8,6 +8,7 @@ description; only a dialect's reader knows its key paths.
 """
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -62,8 +63,13 @@ class ExtractionConfig:
 
     @property
     def text(self) -> str:
-        """The whole config as mmengine prints it (the meta sidecar keeps it)."""
-        return self.source.pretty_text if self.source is not None else ""
+        """The whole config as mmengine prints it, its test pipeline as it runs (``--dense-stride``, ``--views``
+        and the raw-frame rule applied): the meta sidecar keeps it."""
+        if self.source is None:
+            return ""
+        ran = copy.deepcopy(self.source)
+        ran.merge_from_dict({self.pipeline_key: self.pipeline})
+        return ran.pretty_text
 
     def marks(self) -> dict[str, Any]:
         """The config values that decide the vectors, by their key path in the config."""

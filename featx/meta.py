@@ -28,12 +28,14 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=repr))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Fingerprint:
     """What decides the vectors, by the names a sidecar gives them: the config values that do (by their key
     path: ``model``, ``data.test.pipeline``, ...), ``checkpoint sha256``, the vector-changing options
     (:meth:`featx.options.RunOptions.fingerprinted`, as the run resolved them), and whether the output is a
-    folder. The partial store and the meta sidecar record it; a rerun compares it."""
+    folder. The partial store and the meta sidecar record it; a rerun compares it. An option that one of
+    two fingerprints lacks (an older featx had no such option) compares as its default, which is how that
+    featx ran."""
 
     marks: Mapping[str, Any]
     folder_output: bool = False
@@ -60,6 +62,20 @@ class Fingerprint:
     def to_json(self) -> dict[str, Any]:
         return {**self.marks, "folder output": self.folder_output}
 
+    def completed(self) -> dict[str, Any]:
+        """The marks, with the default of each fingerprinted option they do not record."""
+        from featx.options import fingerprint_defaults  # noqa: PLC0415 (featx.options imports the run's modules)
+
+        defaults = {name.replace("_", " "): value for name, value in fingerprint_defaults().items()}
+        return {**self.marks, **{name: value for name, value in defaults.items() if name not in self.marks}}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Fingerprint):
+            return NotImplemented
+        return self.folder_output == other.folder_output and self.completed() == other.completed()
+
+    __hash__ = None  # type: ignore[assignment]  (mutable marks: not hashable, as before)
+
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Fingerprint:
         """The fingerprint a sidecar or partial store recorded."""
@@ -74,7 +90,8 @@ class Fingerprint:
     def differences(self, new: Fingerprint, most: int = 4) -> str:
         """``name: old -> new`` for the settings that differ from ``new`` (config values by their dotted path,
         as ``--cfg-options`` names them; sha256 digests shortened), the first ``most`` of them."""
-        before, after = _leaves(self.to_json()), _leaves(new.to_json())
+        before = _leaves({**self.completed(), "folder output": self.folder_output})
+        after = _leaves({**new.completed(), "folder output": new.folder_output})
         names = [*after, *(name for name in before if name not in after)]
         changed = [f"{name}: {_show(before.get(name, ABSENT))} -> {_show(after.get(name, ABSENT))}"
                    for name in names if before.get(name, ABSENT) != after.get(name, ABSENT)]

@@ -200,6 +200,12 @@ class RunOptions:
                 for f in dataclasses.fields(self) if f.metadata["option"].fingerprint}
 
 
+def fingerprint_defaults() -> dict[str, Any]:
+    """Each fingerprinted option's default, by field name (what a run that did not have the option did)."""
+    return {f.name: f.default for f in dataclasses.fields(RunOptions)
+            if f.metadata["option"].fingerprint and f.default is not dataclasses.MISSING}
+
+
 @dataclass(frozen=True)
 class Resolved:
     """What a run settled on where an option leaves the choice to it, the config or the machine."""

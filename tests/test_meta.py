@@ -68,3 +68,15 @@ def test_each_record_round_trips_and_refuses_unknown_names():
         VideoEntry.from_json({"total_frames": 3, "colour": "red"})
     with pytest.raises(ValueError, match="newer featx"):
         Meta.from_json({**meta.to_json(), "schema": SCHEMA + 1})
+
+
+def test_an_old_fingerprint_equals_one_with_the_options_added_since_at_their_defaults():
+    """Options added after a sidecar was written (--fps, --pad, --layer, --pool, ...) did not exist: the run that
+    wrote it ran as their defaults do, so its output is still reused; another value is a difference, named."""
+    old = Meta.from_json(json.loads((OLD / f"{OUTPUTS[0]}.meta.json").read_text())).fingerprint
+    assert old.option("fps") is None and "fps" not in old.to_json()  # read as recorded
+    current = Fingerprint({**old.marks, "fps": None, "pad": "none", "layer": None, "pool": None}, old.folder_output)
+    assert old == current and old.differences(current) == "none recorded"
+    gridded = Fingerprint({**current.marks, "fps": 25.0}, old.folder_output)
+    assert old != gridded and old.differences(gridded) == "fps: null -> 25.0"
+    assert old != Fingerprint({**current.marks, "per": "clip"}, old.folder_output)  # what it recorded still counts
