@@ -16,8 +16,9 @@ def test_differences_name_each_setting():
                          {"precision": "fp32", "video_root": "/data"})
     new = Fingerprint.of({"model": {"backbone": {"depth": 101}}, "data.test.pipeline": pipeline}, "cd" * 32,
                          {"precision": "fp32", "video_root": "/data", "per": "clip"})
+    # an option one side does not record reads as its default (how a featx without it ran): per=video
     assert old.differences(new) == ("model.backbone.depth: 50 -> 101, checkpoint sha256: abababababab.. -> "
-                                    "cdcdcdcdcdcd.., per: (not set) -> clip")
+                                    "cdcdcdcdcdcd.., per: video -> clip")
     assert old.differences(new, most=1) == "model.backbone.depth: 50 -> 101, and 2 more"
     assert Fingerprint.from_json(json.loads(json.dumps(old.to_json()))) == old  # equal once read back from a sidecar
 
