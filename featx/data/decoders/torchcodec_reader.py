@@ -30,12 +30,13 @@ class TorchCodecReader:
     @staticmethod
     def library() -> ModuleType:
         """``torchcodec.decoders``; when torchcodec cannot load FFmpeg, one sentence saying so."""
-        import_backend("torchcodec", INSTALL)
-        try:
-            return import_backend("torchcodec.decoders", INSTALL)
-        except (OSError, RuntimeError) as exc:
+        torchcodec = import_backend("torchcodec", INSTALL)
+        # torchcodec imports without FFmpeg (its image decoders do not need it) and fails only when a video
+        # is opened; it sets ``ffmpeg_major_version`` to None when it could not load FFmpeg's libraries
+        if torchcodec.ffmpeg_major_version is None:
             raise UserError("torchcodec cannot load FFmpeg's shared libraries (install FFmpeg 4 to 8, e.g. "
-                            f"`apt-get install ffmpeg`): {first_line(exc)}") from None
+                            "`apt-get install ffmpeg`)")
+        return import_backend("torchcodec.decoders", INSTALL)
 
     def __init__(self, path: str, num_threads: int = 1) -> None:
         decoders = self.library()
