@@ -136,9 +136,12 @@ class VideoEntry:
     frame_inds: list[int] = field(default_factory=list)
     duration: float | None = None  # seconds; None when the video states no frame rate
     clips: list[list[float]] | None = None  # each clip's [start, end] in seconds
+    centres: list[float] | None = None  # each clip's centre in seconds, the middle of its [start, end]
     file: str | None = None  # a folder output's file of the video, relative to the folder
 
-    UNSET_LEFT_OUT: ClassVar[tuple[str, ...]] = ("file",)  # fields not written when None (the others: null)
+    # fields not written when None (the others: null): a folder output's own, and one that sidecars of
+    # earlier versions lack
+    UNSET_LEFT_OUT: ClassVar[tuple[str, ...]] = ("file", "centres")
 
     def to_json(self) -> dict[str, Any]:
         return {name: value for name, value in dataclasses.asdict(self).items()

@@ -128,6 +128,8 @@ def test_the_cli_puts_windows_on_the_grid_and_records_it(tmp_path, tiny_tsn):
     # window i of 2 grid frames starts at 3i + 3 // 2 - 2 // 2 = 3i (the last one padded past grid frame 6)
     assert video["frame_inds"] == [0, 1, 3, 4, 6, 7] and video["avg_fps"] == 10.0
     assert np.allclose(video["clips"], [[0.0, 0.2], [0.3, 0.5], [0.6, 0.8]])
+    # the middle of each window: stride 3 is odd and the span 2 even, half a grid frame before 0.15 + 0.3i
+    assert np.allclose(video["centres"], [0.1, 0.4, 0.7])
     assert meta["grid"] == {"fps": 10.0, "stride": 3, "window": 2, "pad": "repeat"}
     assert meta["fingerprint"]["fps"] == 10.0 and meta["fingerprint"]["pad"] == "repeat"
 

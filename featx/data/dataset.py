@@ -157,5 +157,6 @@ def join_chunks(chunks: Iterable[VideoResult], per: str = "video") -> Iterator[V
         info = result.info
         info["duration"] = info["total_frames"] / info["avg_fps"] if info["avg_fps"] > 0 else None
         info["clips"] = clip_times(info["frame_inds"], info["clip_len"], info["avg_fps"])
+        info["centres"] = [(start + end) / 2 for start, end in info["clips"]]
         parts, finished = [], part.index
         yield result
