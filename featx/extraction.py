@@ -6,8 +6,9 @@ import itertools
 import logging
 import os
 import re
+import sys
 import time
-from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping, TextIO
 
 import torch
 from torch import nn
@@ -309,15 +310,24 @@ def extract(extractor: FeatureExtractor, batches: Iterable[list[dict[str, Any]]]
 
 
 class Progress:
-    """A progress bar over videos (videos/s, ETA) that also moves inside a video computed a chunk at a
-    time (dense sampling); each failure is warned as it happens."""
+    """Progress over videos (videos/s, ETA) that also moves inside a video computed a chunk at a time (dense
+    sampling); each failure is warned as it happens. On a terminal it is a bar; written to a file (``nohup``,
+    Slurm's output) it is a plain line every ``every`` seconds, so the file holds no carriage returns."""
 
     FRACTIONAL = "{l_bar}{bar}| {n:.1f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
+    LINE = "{n:.0f}/{total_fmt} videos [{elapsed}<{remaining}, {rate_fmt}]"
 
-    def __init__(self, total: int) -> None:
-        self.bar = tqdm(total=total, unit="video", dynamic_ncols=True, mininterval=1.0, desc="featx", disable=not total)
+    def __init__(self, total: int, *, every: float = 60.0, stream: TextIO | None = None) -> None:
+        stream = stream or sys.stderr
+        self.on_terminal = stream.isatty()
+        self.bar = tqdm(total=total, unit="video", dynamic_ncols=True, mininterval=1.0, desc="featx", file=stream,
+                        disable=not total or not self.on_terminal)
+        self.total = total
+        self.every = every
+        self.position = 0.0  # videos done, a video computed in chunks counting its chunks done
         self.videos = 0
         self.failed = 0
+        self.started = self.last_line = time.monotonic()
 
     def __enter__(self) -> "Progress":
         return self
@@ -326,8 +336,8 @@ class Progress:
         self.bar.close()  # ends the bar's line: what is logged next starts a line of its own
 
     def chunk(self, part: VideoResult) -> None:
-        """A chunk of a video computed in this process: the bar moves by its share of the video. In a
-        distributed run the bar never moves back when another process's video arrives in between."""
+        """A chunk of a video computed in this process: progress moves by its share of the video. In a
+        distributed run it never moves back when another process's video arrives in between."""
         if part.chunk + 1 < part.num_chunks:
             self.bar.bar_format = self.FRACTIONAL
             self._move_to(self.videos + (part.chunk + 1) / part.num_chunks)
@@ -342,5 +352,12 @@ class Progress:
         self._move_to(self.videos)
 
     def _move_to(self, position: float) -> None:
-        if position > self.bar.n:
-            self.bar.update(position - self.bar.n)
+        if position <= self.position:
+            return
+        self.bar.update(position - self.position)
+        self.position = position
+        now = time.monotonic()
+        if not self.on_terminal and self.total and now - self.last_line >= self.every:
+            self.last_line = now
+            line = tqdm.format_meter(position, self.total, now - self.started, unit="video", bar_format=self.LINE)
+            log.info("%s%s", line, f", {count(self.failed, 'failed video')}" if self.failed else "")
