@@ -125,6 +125,17 @@ def rel_error(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> flo
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
+def assert_input_stats(imgs: np.ndarray, stats: dict[str, Any], name: str) -> None:
+    """A test pipeline's model input for one video against its golden ``input_stats`` entry: shape and each
+    view's mean and standard deviation (pins resize, crop positions and order, normalisation)."""
+    assert imgs.dtype == np.float32 and imgs.shape == tuple(stats["shape"][1:]), name
+    views = imgs.reshape(len(imgs), -1).astype(np.float64)
+    mean, std = np.array(stats["view_mean"]), np.array(stats["view_std"])
+    # The golden std is the unbiased one (ddof=1); a 1-pixel crop shift moves these by ~1e-3.
+    np.testing.assert_allclose(views.std(axis=1, ddof=1), std, rtol=1e-5, err_msg=name)
+    np.testing.assert_allclose(views.mean(axis=1), mean, rtol=0, atol=1e-5 * std.min(), err_msg=name)
+
+
 @torch.no_grad()
 def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
     """Weights and BN statistics like the golden checkpoint rule: non-trivial, activations stay finite."""
