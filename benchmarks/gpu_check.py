@@ -12,7 +12,7 @@ generated videos at 320x240 and 1280x720, with the share of the wall time the GP
 videos, and peak CUDA memory; ``out_of_memory``: a GPU capped to a fraction of its memory runs a 250-view
 config by halving its views per forward, to the same vectors; ``torchrun``: a 1-process ``torchrun`` run
 equals the single-process one. ``--skip-cuda`` runs what needs no GPU on the CPU (a couple of golden
-cases, bf16, the speed variants on small videos): the test suite runs it so.
+cases, bf16, the speed variants on small videos): the test suite runs it so, with ``--clips 3``.
 """
 from __future__ import annotations
 
@@ -67,11 +67,18 @@ def check_parity(cases: list[str], device: str, folder: Path) -> dict[str, Any]:
     return {"ok": ok, "tolerance": TOLERANCE, "max_rel_error": errors}
 
 
-def check_precision(precisions: list[str], device: str, items: list[VideoItem], checkpoint: str) -> dict[str, Any]:
+def speed_cfg_options(clips: int | None) -> dict[str, Any]:
+    """SPEED_CONFIG's --cfg-options for ``--clips`` (its SampleFrames' num_clips; none: the config's 25)."""
+    return {} if clips is None else {"data.test.pipeline.1.num_clips": clips}
+
+
+def check_precision(precisions: list[str], device: str, items: list[VideoItem], checkpoint: str,
+                    clips: int | None = None) -> dict[str, Any]:
     """Cosine of each precision's vectors to float32's, the worst video."""
     def run(precision: str) -> dict[str, np.ndarray]:
         return extract_features(RunOptions(str(ROOT / SPEED_CONFIG), checkpoint, videos=[i.path for i in items],
-                                           device=device, precision=precision)).features
+                                           cfg_options=speed_cfg_options(clips), device=device,
+                                           precision=precision)).features
 
     fp32 = run("fp32")
     cosines = {p: cosine(run(p), fp32) for p in precisions}
@@ -79,10 +86,10 @@ def check_precision(precisions: list[str], device: str, items: list[VideoItem], 
 
 
 def check_speed(device: str, sizes: list[str], videos: int, seconds: float, folder: Path,
-                with_fp16: bool) -> dict[str, Any]:
+                with_fp16: bool, clips: int | None = None) -> dict[str, Any]:
     """videos/s of the reference-style loop, featx default and featx fp16, and the share of time waiting for data."""
     checkpoint = random_checkpoint(read_config(ROOT / SPEED_CONFIG), folder)
-    base = RunOptions(str(ROOT / SPEED_CONFIG), checkpoint, device=device)
+    base = RunOptions(str(ROOT / SPEED_CONFIG), checkpoint, cfg_options=speed_cfg_options(clips), device=device)
     figures = {}
     for size in sizes:
         w, h = (int(v) for v in size.split("x"))
@@ -110,7 +117,8 @@ def check_speed(device: str, sizes: list[str], videos: int, seconds: float, fold
         figures[size] = results
         log.info("speed %s: %s", size, results)
     ok = all(r["default"]["max_rel_diff"] <= TOLERANCE for r in figures.values())
-    return {"ok": ok, "videos": videos, "seconds": seconds, "config": SPEED_CONFIG, "figures": figures}
+    return {"ok": ok, "videos": videos, "seconds": seconds, "config": SPEED_CONFIG, "clips": clips or 25,
+            "figures": figures}
 
 
 def check_out_of_memory(device: str, folder: Path) -> dict[str, Any]:
@@ -159,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--videos", type=int, default=20, help="generated videos per size for the speed check")
     p.add_argument("--seconds", type=float, default=10.0, help="their length")
     p.add_argument("--sizes", default="320x240,1280x720")
+    p.add_argument("--clips", type=int, help="clips a video in the precision and speed checks (default: the "
+                                             "config's 25; fewer for a quick run on a CPU)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     device = "cpu" if args.skip_cuda else "cuda"
@@ -176,9 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         checks: dict[str, Callable[[], dict[str, Any]]] = {
             "parity": lambda: check_parity(cases, device, folder),
             "precision": lambda: check_precision(["bf16"] if args.skip_cuda else ["bf16", "fp16"], device,
-                                                 speed_items, checkpoint),
+                                                 speed_items, checkpoint, args.clips),
             "speed": lambda: check_speed(device, args.sizes.split(","), args.videos, args.seconds, folder,
-                                         with_fp16=not args.skip_cuda),
+                                         with_fp16=not args.skip_cuda, clips=args.clips),
         }
         if not args.skip_cuda:
             checks["out_of_memory"] = lambda: check_out_of_memory(device, folder)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import ctypes
+import functools
 import json
 import logging
 import math
@@ -124,6 +125,17 @@ def rel_error(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> flo
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
+def assert_input_stats(imgs: np.ndarray, stats: dict[str, Any], name: str) -> None:
+    """A test pipeline's model input for one video against its golden ``input_stats`` entry: shape and each
+    view's mean and standard deviation (pins resize, crop positions and order, normalisation)."""
+    assert imgs.dtype == np.float32 and imgs.shape == tuple(stats["shape"][1:]), name
+    views = imgs.reshape(len(imgs), -1).astype(np.float64)
+    mean, std = np.array(stats["view_mean"]), np.array(stats["view_std"])
+    # The golden std is the unbiased one (ddof=1); a 1-pixel crop shift moves these by ~1e-3.
+    np.testing.assert_allclose(views.std(axis=1, ddof=1), std, rtol=1e-5, err_msg=name)
+    np.testing.assert_allclose(views.mean(axis=1), mean, rtol=0, atol=1e-5 * std.min(), err_msg=name)
+
+
 @torch.no_grad()
 def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
     """Weights and BN statistics like the golden checkpoint rule: non-trivial, activations stay finite."""
@@ -147,11 +159,17 @@ def fast_path(model: nn.Module) -> tuple[nn.Module, bool]:
     return to_channels_last(fast), onednn
 
 
-def gradient_frame(t: int, h: int = 48, w: int = 64) -> np.ndarray:
-    """Frame ``t`` of moving gradients, a different pattern per channel: (h, w, 3) uint8 RGB."""
+@functools.lru_cache(maxsize=4)
+def _gradient_planes(h: int, w: int) -> np.ndarray:
+    """The three channels of :func:`gradient_frame` at ``t = 0``: (h, w, 3) uint8."""
     y, x = np.mgrid[0:h, 0:w]
-    rgb = [(x * 4 + t * 7) % 256, (y * 5 + t * 3) % 256, ((x + y) * 2 + t * 11) % 256]
-    return np.stack(rgb, axis=-1).astype(np.uint8)
+    return np.stack([(x * 4) % 256, (y * 5) % 256, ((x + y) * 2) % 256], axis=-1).astype(np.uint8)
+
+
+def gradient_frame(t: int, h: int = 48, w: int = 64) -> np.ndarray:
+    """Frame ``t`` of moving gradients, a different pattern per channel: (h, w, 3) uint8 RGB, channel values
+    ``(4x + 7t, 5y + 3t, 2(x + y) + 11t) mod 256`` (uint8 sums wrap at 256: a 1080p frame costs one addition)."""
+    return _gradient_planes(h, w) + np.array([t * 7 % 256, t * 3 % 256, t * 11 % 256], dtype=np.uint8)
 
 
 def gradient_frames(n: int = 20, h: int = 48, w: int = 64) -> np.ndarray:

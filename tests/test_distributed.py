@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import CASE_CONFIGS, ROOT, VIDEOS, call_featx, golden_features, write_list
+from helpers import ROOT, VIDEOS, call_featx, golden_features, write_list
 from featx.distributed import DistInfo, first_host, launcher_env, shard
 from featx.errors import UserError
 
@@ -50,9 +50,10 @@ def test_shards_cover_each_item_once_balanced(n, world):
 
 # --- real multi-process runs on the CPU (gloo) -------------------------------------------------
 
-TSN = CASE_CONFIGS["tsn_clip"]
+# The runs use the tiny TSN (conftest): what they check is how the ranks share, gather and write the videos, against
+# one process's vectors of the same model, not the vectors themselves.
 FAST = ["--cfg-options", "data.test.pipeline.1.num_clips=3", "--workers", "1", "--device", "cpu"]
-ALL = sorted(golden_features("tsn_clip"))
+ALL = sorted(golden_features("tsn_clip"))  # the five golden videos
 
 
 def free_port() -> int:
@@ -62,12 +63,12 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def single_process(golden_checkpoint, tmp_path_factory) -> dict[str, np.ndarray]:
+def single_process(tiny_tsn, tmp_path_factory) -> dict[str, np.ndarray]:
     """One process's features of every video in ALL (a video's features do not depend on the rest of the
     list), computed once for the module's comparisons."""
     tmp = tmp_path_factory.mktemp("single")
     out = tmp / "single.pkl"
-    proc = call_featx(TSN, golden_checkpoint("tsn_clip"), "--video-list", write_list(tmp / "all.txt", ALL),
+    proc = call_featx(*tiny_tsn, "--video-list", write_list(tmp / "all.txt", ALL),
                       "--video-root", VIDEOS, "--out", out, *FAST)
     assert proc.returncode == 0, proc.stderr
     return pickle.loads(out.read_bytes())
@@ -81,14 +82,13 @@ def assert_same(got: dict, expected: dict) -> None:
 
 @pytest.mark.parametrize("procs, videos, sliced", [(2, ALL, None), (3, ALL[:4], None), (2, ALL[:1], None),
                                                    (2, ALL, "1/2")])
-def test_dist_script_equals_single_process(procs, videos, sliced, single_process, golden_checkpoint, tmp_path):
+def test_dist_script_equals_single_process(procs, videos, sliced, single_process, tiny_tsn, tmp_path):
     """Also torchrun inside a shard (N shards x M processes): shard 1 of 2 is the list's last 3 videos."""
     video_list = write_list(tmp_path / "list.txt", videos)
     out = tmp_path / "dist" / "feats.pkl"
     env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()))
     proc = subprocess.run(
-        ["bash", str(ROOT / "tools/misc/dist_clip_feature_extraction.sh"), str(ROOT / TSN),
-         str(golden_checkpoint("tsn_clip")), str(procs), "--video-list", str(video_list), "--video-root", str(VIDEOS),
+        ["bash", str(ROOT / "tools/misc/dist_clip_feature_extraction.sh"), *map(str, tiny_tsn), str(procs), "--video-list", str(video_list), "--video-root", str(VIDEOS),
          "--out", str(out), *FAST, *(["--shard", sliced] if sliced else [])],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
     )
@@ -110,7 +110,7 @@ LAUNCHER_VARS = {
 
 
 @pytest.mark.parametrize("launcher", sorted(LAUNCHER_VARS))
-def test_slurm_and_mpi_launchers_with_two_local_processes(launcher, single_process, golden_checkpoint, tmp_path):
+def test_slurm_and_mpi_launchers_with_two_local_processes(launcher, single_process, tiny_tsn, tmp_path):
     video_list = write_list(tmp_path / "list.txt", ALL[:3])
     out = tmp_path / "feats.pkl"
     port = free_port()
@@ -119,7 +119,7 @@ def test_slurm_and_mpi_launchers_with_two_local_processes(launcher, single_proce
         env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")}
         env.update(LAUNCHER_VARS[launcher](rank, 2, port), PYTHONPATH=str(ROOT))
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "featx.cli", TSN, str(golden_checkpoint("tsn_clip")), "--video-list", str(video_list),
+            [sys.executable, "-m", "featx.cli", *map(str, tiny_tsn), "--video-list", str(video_list),
              "--video-root", str(VIDEOS), "--out", str(out), "--launcher", launcher, *FAST],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = [p.communicate(timeout=600) for p in procs]
@@ -127,14 +127,13 @@ def test_slurm_and_mpi_launchers_with_two_local_processes(launcher, single_proce
     assert_same(pickle.loads(out.read_bytes()), {name: single_process[name] for name in ALL[:3]})
 
 
-def test_a_failing_rank_ends_the_job_with_its_message(golden_checkpoint, tmp_path):
+def test_a_failing_rank_ends_the_job_with_its_message(tiny_tsn, tmp_path):
     video_list = write_list(tmp_path / "list.txt", ALL[:2])
     out = tmp_path / "feats.pkl"
     (tmp_path / "feats.pkl.partial").write_bytes(b"not a partial store")  # rank 0 refuses to touch it
     env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()))
     proc = subprocess.run(
-        ["bash", str(ROOT / "tools/misc/dist_clip_feature_extraction.sh"), str(ROOT / TSN),
-         str(golden_checkpoint("tsn_clip")), "2", "--video-list", str(video_list), "--video-root", str(VIDEOS),
+        ["bash", str(ROOT / "tools/misc/dist_clip_feature_extraction.sh"), *map(str, tiny_tsn), "2", "--video-list", str(video_list), "--video-root", str(VIDEOS),
          "--out", str(out), *FAST],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )

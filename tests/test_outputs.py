@@ -25,6 +25,9 @@ TSN = CASE_CONFIGS["tsn_clip"]
 SLOWONLY = CASE_CONFIGS["slowonly_clip"]
 CPU = ["--device", "cpu", "--workers", "1"]
 FAST = ["--cfg-options", "data.test.pipeline.1.num_clips=3", *CPU]  # 3 TSN snippets a video: quick
+# The slowonly_clip config's sampling (what clip times and dense sampling are about) on 64 px views, not 256: the
+# same ResNet-50 and checkpoint, 1/16 of the work
+SMALL_VIEWS = ["data.test.pipeline.3.scale=(-1,64)", "data.test.pipeline.4.crop_size=64"]
 FPS = {  # from the fixtures README, not from any decoder
     "h264_320x240_30fps.mp4": 30, "mpeg4_320x240_25fps.avi": 25, "h264_426x240_24fps.mp4": 24,
     "h264_portrait_240x320.mp4": 30, "h264_176x144_18frames.mp4": 15,
@@ -59,7 +62,7 @@ def test_clip_times_are_frame_index_over_fps(golden_checkpoint, tmp_path):
     video_list = write_list(tmp_path / "list.txt", sorted(FPS))
     out = tmp_path / "feats.pkl"
     featx_exits(SLOWONLY, golden_checkpoint("slowonly_clip"), "--video-list", video_list, "--video-root", VIDEOS,
-         "--out", out, "--per-clip", *CPU, "--cfg-options", "model.test_cfg.max_testing_views=5")
+         "--out", out, "--per-clip", *CPU, "--cfg-options", "model.test_cfg.max_testing_views=5", *SMALL_VIEWS)
     meta = featx.load(out).meta
     for name, fps in FPS.items():
         video = meta["videos"][name]
@@ -105,10 +108,10 @@ def out_names(fmt: str) -> list[str]:
     return names
 
 
-def test_every_format_round_trips_through_load(golden_checkpoint, tree, tmp_path):
+def test_every_format_round_trips_through_load(tiny_tsn, tree, tmp_path):
     """The real CLI, with every registered format, as named by its first --out name."""
     root, video_list, keys = tree
-    common = [TSN, golden_checkpoint("tsn_clip"), "--video-list", video_list, "--video-root", root, *FAST]
+    common = [*tiny_tsn, "--video-list", video_list, "--video-root", root, *FAST]
     featx_exits(*common, "--out", tmp_path / "feats.pkl")
     with open(tmp_path / "feats.pkl", "rb") as f:
         reference = pickle.load(f)
@@ -131,29 +134,29 @@ def test_every_format_round_trips_through_load(golden_checkpoint, tree, tmp_path
     assert (tmp_path / "dir" / "feats" / (keys[2].lstrip("/") + ".npy")).is_file()  # absolute: made relative
 
 
-def test_list_format_keeps_positions_when_a_video_fails(golden_checkpoint, tmp_path):
+def test_list_format_keeps_positions_when_a_video_fails(tiny_tsn, tmp_path):
     video_list = write_list(tmp_path / "list.txt", [SHORT, "missing.mp4", "mpeg4_320x240_25fps.avi"])
     out = tmp_path / "list.pkl"
-    featx_exits(TSN, golden_checkpoint("tsn_clip"), "--video-list", video_list, "--video-root", VIDEOS, "--out", out,
+    featx_exits(*tiny_tsn, "--video-list", video_list, "--video-root", VIDEOS, "--out", out,
          "--out-format", "list", *FAST, expect=1)
     rows = pickle.loads(out.read_bytes())
-    assert len(rows) == 3 and rows[1] is None and rows[0].shape == rows[2].shape == (2048,)
+    assert len(rows) == 3 and rows[1] is None and rows[0].shape == rows[2].shape == (512,)  # ResNet-18's width
     assert list(featx.load(out).features) == [SHORT, "mpeg4_320x240_25fps.avi"]
 
 
-def test_video_root_alone_is_walked_sorted(golden_checkpoint, tree, tmp_path):
+def test_video_root_alone_is_walked_sorted(tiny_tsn, tree, tmp_path):
     root, _, _ = tree
     out = tmp_path / "walked.pkl"
-    featx_exits(TSN, golden_checkpoint("tsn_clip"), "--video-root", root, "--out", out, *FAST)
+    featx_exits(*tiny_tsn, "--video-root", root, "--out", out, *FAST)
     assert list(featx.load(out).features) == ["b.avi", f"sub/{SHORT}"]
-    featx_exits(TSN, golden_checkpoint("tsn_clip"), "--video-root", root, "--out", out, "--video-ext", "mp4", *FAST)
+    featx_exits(*tiny_tsn, "--video-root", root, "--out", out, "--video-ext", "mp4", *FAST)
     assert list(featx.load(out).features) == [f"sub/{SHORT}"]
 
 
-def test_dir_output_is_written_as_videos_finish_and_resumes(golden_checkpoint, tmp_path):
+def test_dir_output_is_written_as_videos_finish_and_resumes(tiny_tsn, tmp_path):
     video_list = write_list(tmp_path / "list.txt", [SHORT, "missing.mp4", "mpeg4_320x240_25fps.avi"])
     out = tmp_path / "feats"
-    common = [TSN, golden_checkpoint("tsn_clip"), "--video-list", video_list, "--video-root", VIDEOS,
+    common = [*tiny_tsn, "--video-list", video_list, "--video-root", VIDEOS,
               "--out", f"{out}/", *FAST]
     featx_exits(*common, "--strict", expect=1)  # stops at the missing video: the first is already on disk
     assert [p.name for p in out.iterdir()] == [f"{SHORT}.npy"]
@@ -187,7 +190,8 @@ def test_dense_sampling_covers_the_video_a_chunk_at_a_time(stride, starts):
 
 def test_dense_flag_chunked_equals_one_piece_config(golden_checkpoint, tmp_path):
     video_list = write_list(tmp_path / "list.txt", [LONG, SHORT])
-    common = ["--video-list", video_list, "--video-root", VIDEOS, "--device", "cpu", "--per-clip"]
+    common = ["--video-list", video_list, "--video-root", VIDEOS, "--device", "cpu", "--per-clip",
+              "--cfg-options", *SMALL_VIEWS]
     config = tmp_path / "dense.py"  # the config route, all clips in one piece
     config.write_text(f"_base_ = [{str(ROOT / SLOWONLY)!r}]\n"
                       "data = dict(test=dict(pipeline=[dict(type='DecordInit'), dict(type='StrideSampleFrames', "
