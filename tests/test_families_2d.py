@@ -186,3 +186,30 @@ def test_views_that_are_not_whole_groups_are_the_users_error(golden_checkpoint) 
                          cfg_options={**cfg_options, "data.test.pipeline.1.num_clips": 7}, workers=0)
     with pytest.raises(UserError, match="7 views per video are not whole groups of 8: ResNetTSM mixes"):
         extract_features(options)
+
+
+DENSENET_CONFIG = ("mmaction2-1.x/recognition/tsn/custom_backbones/"
+                   "tsn_imagenet-pretrained-dense161_8xb32-1x1x3-100e_kinetics400-rgb.py")
+
+
+@torch.no_grad()
+def test_torchvision_densenet161_loads_a_1x_checkpoint_and_gives_torchvision_s_pooled_features(tmp_path) -> None:
+    """1.x builds torchvision's densenet161 and pools its ``features`` (no final ReLU): a checkpoint of
+    torchvision's names under ``backbone.`` (what 1.x saves, with its TSN head) loads as it is, and featx's
+    model, folded and channels-last as it runs, gives torchvision's ``features`` average-pooled per view."""
+    import torchvision
+
+    from featx.extraction import prepare_model
+
+    reference = randomize_(torchvision.models.densenet161()).eval()
+    state = {f"backbone.{k}": v for k, v in reference.state_dict().items() if not k.startswith("classifier.")}
+    state.update({"cls_head.fc_cls.weight": torch.zeros(400, 2208), "cls_head.fc_cls.bias": torch.zeros(400)})
+    torch.save({"state_dict": state, "meta": {"mmaction2_version": "1.2.0"}}, tmp_path / "densenet161.pth")
+    model_cfg = read_config(ROOT / "configs" / DENSENET_CONFIG).model
+    assert model_cfg["backbone"] == {"type": "torchvision.densenet161", "pretrained": None}
+    model, loaded = prepare_model(model_cfg, str(tmp_path / "densenet161.pth"), torch.device("cpu"), dialect="1.x")
+    assert sorted(loaded.unused) == ["cls_head.fc_cls.bias", "cls_head.fc_cls.weight"]
+    x = torch.randn((1, 3, 3, 64, 64), generator=torch.Generator().manual_seed(0))
+    expected = reference.features(x[0]).mean((2, 3)).mean(0, keepdim=True)
+    assert rel_error(model(x), expected) < 1e-5
+    assert model(x).shape == (1, 2208)

@@ -166,7 +166,7 @@ def test_every_refused_entry_is_refused_by_featx():
                 build_pipeline(config.pipeline, transforms=config.transforms)
     v1 = [e for e in entries() if e["dialect"] == "1.x"]
     runnable = {e["config"] for e in v1 if e["unsupported"] is None}
-    assert len({e["config"] for e in v1}) <= 119 and len(runnable) >= 105
+    assert len({e["config"] for e in v1}) <= 119 and len(runnable) >= 107
 
 
 @pytest.mark.parametrize("needle, dim", [("tsm_mobilenetv2", 1280), ("x3d_s", 432), ("c3d_", 4096),
@@ -236,14 +236,17 @@ INDEX_BACKBONES = sorted({e["backbone"].split("-")[0] for e in entries() if e["u
 def test_every_backbone_the_index_names_builds_with_its_feature_size_and_has_a_reference_layout(backbone):
     """Each model a supported entry names builds from its config and gives ``feature_dim`` values per view
     (shapes only, on the meta device); its backbone type's parameter layout is held to the reference's by
-    a golden case (tests/test_models.py's layout test)."""
+    a golden case (tests/test_models.py's layout test) or, for a backbone no golden case has, the test
+    ``helpers.REFERENCE_LAYOUT_TESTS`` names."""
     import torch
 
     from featx.models import build_model
-    from helpers import GOLDEN_1X_CASES, GOLDEN_CASES, case_model_cfg
+    from helpers import GOLDEN_1X_CASES, GOLDEN_CASES, REFERENCE_LAYOUT_TESTS, case_model_cfg
 
-    assert any(case_model_cfg(case)["backbone"]["type"] == backbone for case in GOLDEN_CASES + GOLDEN_1X_CASES), \
-        f"no golden case holds {backbone}'s layout to the reference's"
+    held_by = REFERENCE_LAYOUT_TESTS.get(backbone)
+    assert held_by and held_by[1] in (ROOT / held_by[0]).read_text() or any(
+        case_model_cfg(case)["backbone"]["type"] == backbone for case in GOLDEN_CASES + GOLDEN_1X_CASES), \
+        f"neither a golden case nor a reference test holds {backbone}'s layout to the reference's"
     for model_cfg, e, crop in index_models()[backbone]:  # the config's crop (C3D's fc6, patch grids fix it)
         with torch.device("meta"):
             model = build_model(model_cfg)
