@@ -115,11 +115,6 @@ def test_entries_agree_with_their_config():
             with pytest.raises(UserError, match="optical flow is not supported"):
                 read_config(CONFIGS / e["config"])
             continue
-        if e["dialect"] == "1.x" and "test_dataloader" not in config(e["config"]):  # UniFormerV2's K710 ones
-            assert e["unsupported"] and e["views"] == {"clips": 0, "crops": 0, "frames_per_clip": 0}, e["name"]
-            with pytest.raises(UserError, match="has no 'test_dataloader.dataset' dict"):
-                read_config(CONFIGS / e["config"])
-            continue
         cfg = read_config(CONFIGS / e["config"])
         assert cfg.dialect == e["dialect"], e["name"]
         assert e["views"] == expected_views(cfg.pipeline), e["name"]
@@ -166,7 +161,32 @@ def test_every_refused_entry_is_refused_by_featx():
                 build_pipeline(config.pipeline, transforms=config.transforms)
     v1 = [e for e in entries() if e["dialect"] == "1.x"]
     runnable = {e["config"] for e in v1 if e["unsupported"] is None}
-    assert len({e["config"] for e in v1}) <= 119 and len(runnable) >= 107
+    assert len({e["config"] for e in v1}) <= 119 and len(runnable) >= 110
+
+
+WITH_TEST_PIPELINE = "mmaction2-1.x/recognition/uniformerv2/with_test_pipeline/"
+
+
+def test_model_only_configs_are_run_through_their_model_with_a_test_pipeline_of_the_same_model():
+    """1.2.0 ships UniFormerV2's three Kinetics-710 configs model-only; their entries name featx's configs that
+    inherit a 1.2.0 config of the same model (its test pipeline) and give exactly the model-only config's model
+    (but for the keys that say where the initial weights come from)."""
+    from featx.config import model_dict, read_config
+    from featx.errors import UserError
+
+    wrapped = [e for e in entries() if e["config"].startswith(WITH_TEST_PIPELINE)]
+    assert len(wrapped) == 3
+    for e in wrapped:
+        model_only = CONFIGS / e["config"].replace("with_test_pipeline/", "")
+        with pytest.raises(UserError, match="has no 'test_dataloader.dataset' dict"):
+            read_config(model_only)
+        wrapper = read_config(CONFIGS / e["config"])
+        built = {**wrapper.model, "data_preprocessor": wrapper.recorded["model.data_preprocessor"]}
+        model = model_dict(config(str(model_only.relative_to(CONFIGS))).model)
+        for m in (built, model):  # where the initial weights would come from: featx takes the checkpoint's
+            for key in ("pretrained", "clip_pretrained"):
+                m["backbone"].pop(key, None)
+        assert built == model, e["name"]
 
 
 @pytest.mark.parametrize("needle, dim", [("tsm_mobilenetv2", 1280), ("x3d_s", 432), ("c3d_", 4096),
