@@ -15,40 +15,8 @@ from torch import Tensor, nn
 
 from featx.errors import UserError
 from featx.models.layers import check_pretrained
+from featx.models.plain_resnet import Bottleneck
 from featx.registry import MODELS
-
-
-class _Downsample(nn.Sequential):
-    """The shortcut's (1, 1, 1) conv of stride (1, s, s) and its BatchNorm (``downsample.0``, ``downsample.1``)."""
-
-    conv_norm_pairs = (("0", "1"),)
-
-
-class _Bottleneck(nn.Module):
-    """1.2.0's ``BottleNeck``: conv (t, 1, 1), conv (1, 3, 3) of stride (1, s, s), conv 1x1 to 4x the
-    width, a BatchNorm after each (folding into it), ReLU after the first two and after the sum."""
-
-    conv_norm_pairs = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
-
-    def __init__(self, inplanes: int, planes: int, temporal_kernel: int, spatial_stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv3d(inplanes, planes, kernel_size=(temporal_kernel, 1, 1),
-                               padding=(temporal_kernel // 2, 0, 0), bias=False)
-        self.conv2 = nn.Conv3d(planes, planes, kernel_size=(1, 3, 3), stride=(1, spatial_stride, spatial_stride),
-                               padding=(0, 1, 1), bias=False)
-        self.conv3 = nn.Conv3d(planes, planes * 4, kernel_size=1, bias=False)
-        self.bn1, self.bn2, self.bn3 = nn.BatchNorm3d(planes), nn.BatchNorm3d(planes), nn.BatchNorm3d(planes * 4)
-        self.downsample = None
-        if inplanes != planes * 4 or spatial_stride != 1:
-            self.downsample = _Downsample(
-                nn.Conv3d(inplanes, planes * 4, kernel_size=1, stride=(1, spatial_stride, spatial_stride), bias=False),
-                nn.BatchNorm3d(planes * 4))
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.bn1(self.conv1(x)).relu_()
-        out = self.bn2(self.conv2(out)).relu_()
-        out = self.bn3(self.conv3(out))
-        return out.add_(x if self.downsample is None else self.downsample(x)).relu_()
 
 
 @MODELS.register()
@@ -70,11 +38,14 @@ class OmniResNet(nn.Module):
         inplanes = 64
         for i, blocks in enumerate(layers):
             planes = 64 * 2**i
-            temporal_kernel = 1 if i < 2 else 3
-            stage = [_Bottleneck(inplanes, planes, temporal_kernel, 1 if i == 0 else 2)]
-            stage += [_Bottleneck(planes * 4, planes, temporal_kernel, 1) for _ in range(1, blocks)]
+            temporal_kernel = 1 if i < 2 else 3  # 1.2.0's BottleNeck: (t, 1, 1), then (1, 3, 3) with the stride
+            stage = []
+            for n in range(blocks):
+                stride = 2 if i > 0 and n == 0 else 1
+                stage.append(Bottleneck(inplanes, planes, planes * 4, conv1_kernel=(temporal_kernel, 1, 1),
+                                        conv2_kernel=(1, 3, 3), stride=(1, stride, stride)))
+                inplanes = planes * 4
             self.add_module(f"layer{i + 1}", nn.Sequential(*stage))
-            inplanes = planes * 4
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.pool3d(self.bn1(self.conv1(x)).relu_())
