@@ -16,7 +16,8 @@ default with ``--precision bf16``; ``sorted`` the default with ``--decode-order 
 ``--decoder torchcodec`` (its decode seconds against the default's are decord against torchcodec); ``1worker``
 the default with one decoding process; ``glibc-malloc`` the default with glibc's allocator left as it
 is (the CLI makes it keep freed memory on a CPU); ``unbounded`` the default with every view of a batch
-in one forward (``max_memory`` 1T), ``small-forwards`` in forwards of 64 MiB (a view group or a few); ``per-video`` the default without cross-video batching (one
+in one forward (``max_memory`` 1T), ``small-forwards`` in forwards of 64 MiB (a view group or a few), ``large-forwards`` of 4 GiB (where every view in one forward
+would not fit the machine); ``per-video`` the default without cross-video batching (one
 video's views per batch, ``videos_per_gpu``). The baseline runs first, then ``glibc-malloc``.
 """
 from __future__ import annotations
@@ -205,6 +206,7 @@ def main() -> None:
             "glibc-malloc": replace(base, keep_freed_memory=False),
             "unbounded": replace(base, max_memory="1T"),
             "small-forwards": replace(base, max_memory="64M"),
+            "large-forwards": replace(base, max_memory="4G"),
         }
         first = {"baseline": 0, "glibc-malloc": 1}  # the reference, then the rest of glibc's default allocator
         names = sorted(args.variants.split(","), key=lambda name: first.get(name, 2))

@@ -94,21 +94,25 @@ def prepare_model(model_cfg: Mapping[str, Any], checkpoint: str, device: torch.d
 def decode_workers(requested: int | None, workers_per_gpu: int, device: torch.device,
                    environ: Mapping[str, str] = os.environ) -> int:
     """How many decoding processes: ``--workers`` when given; else the config's ``workers_per_gpu`` on a
-    CPU, where the forward needs the cores; on a GPU at least that, and up to one per core of this
-    process's share of the machine less one for itself, so the GPU does not wait for decoding. The
-    share is Slurm's cpus-per-task, else the cores this process may run on divided among the node's
-    ranks (torchrun's LOCAL_WORLD_SIZE, Open MPI's local size)."""
+    CPU, where the forward needs the cores, but no more than this process's share of them (1.x configs
+    ask for 8); on a GPU at least that, and up to one per core of the share less one for itself, so the
+    GPU does not wait for decoding."""
     if requested is not None:
         return requested
+    cores = _core_share(environ)
     if device.type == "cpu":
-        return workers_per_gpu
-    if environ.get("SLURM_CPUS_PER_TASK"):
-        cores = int(environ["SLURM_CPUS_PER_TASK"])
-    else:
-        ranks_here = int(environ.get("LOCAL_WORLD_SIZE") or environ.get("OMPI_COMM_WORLD_LOCAL_SIZE") or 1)
-        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        cores = usable // max(1, ranks_here)
+        return min(workers_per_gpu, cores)
     return max(workers_per_gpu, cores - 1)
+
+
+def _core_share(environ: Mapping[str, str] = os.environ) -> int:
+    """This process's share of the machine's cores (at least 1): Slurm's cpus-per-task, else the cores it
+    may run on divided among the node's ranks (torchrun's LOCAL_WORLD_SIZE, Open MPI's local size)."""
+    if environ.get("SLURM_CPUS_PER_TASK"):
+        return max(1, int(environ["SLURM_CPUS_PER_TASK"]))
+    ranks_here = int(environ.get("LOCAL_WORLD_SIZE") or environ.get("OMPI_COMM_WORLD_LOCAL_SIZE") or 1)
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, usable // max(1, ranks_here))
 
 
 def batched(samples: Iterable[Sample | Failure], size: int) -> Iterator[list[Sample | Failure]]:

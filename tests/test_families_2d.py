@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+import torchvision
 from torch import nn
 
 from helpers import ROOT, case_model_cfg, encode_video, fast_path, gradient_frames, randomize_, rel_error
@@ -186,3 +187,45 @@ def test_views_that_are_not_whole_groups_are_the_users_error(golden_checkpoint) 
                          cfg_options={**cfg_options, "data.test.pipeline.1.num_clips": 7}, workers=0)
     with pytest.raises(UserError, match="7 views per video are not whole groups of 8: ResNetTSM mixes"):
         extract_features(options)
+
+
+
+def torchvision_resnext101_32x4d_stages(x: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """torchvision's ResNet up to its last stage (before its pooling and ``fc``)."""
+    return nn.Sequential(*list(model.children())[:-2])(x)
+
+
+# Backbones 1.x takes from another library: the config, the reference model (the names 1.x's checkpoint has
+# under ``backbone.``: torchvision's own densenet161, which 1.x builds; torchvision's ResNeXt for mmcls's,
+# whose ResNet names its layers as torchvision does), what 1.x pools of it, its classifier's keys (removed).
+OTHER_LIBRARIES = {
+    "torchvision.densenet161": ("tsn_imagenet-pretrained-dense161_8xb32-1x1x3-100e_kinetics400-rgb.py",
+                                lambda: torchvision.models.densenet161(),
+                                lambda x, model: model.features(x), 2208, "classifier."),
+    "mmcls.ResNeXt": ("tsn_imagenet-pretrained-rn101-32x4d_8xb32-1x1x3-100e_kinetics400-rgb.py",
+                      lambda: torchvision.models.resnet.ResNet(torchvision.models.resnet.Bottleneck, [3, 4, 23, 3],
+                                                               groups=32, width_per_group=4),
+                      torchvision_resnext101_32x4d_stages, 2048, "fc."),
+}
+
+
+@pytest.mark.parametrize("backbone", sorted(OTHER_LIBRARIES))
+@torch.no_grad()
+def test_other_libraries_backbones_load_1x_checkpoints_and_give_the_reference_s_pooled_features(backbone, tmp_path):
+    """A 1.x checkpoint of the reference's names (with its TSN head) loads as it is, and featx's model, folded
+    and channels-last as it runs, gives what 1.x's Recognizer2D pools: for torchvision's densenet161 its
+    ``features`` (the last BatchNorm, no final ReLU), for mmcls's ResNeXt its last stage; averaged per view."""
+    from featx.extraction import prepare_model
+
+    config, make_reference, pooled, dim, classifier = OTHER_LIBRARIES[backbone]
+    reference = randomize_(make_reference()).eval()
+    state = {f"backbone.{k}": v for k, v in reference.state_dict().items() if not k.startswith(classifier)}
+    state.update({"cls_head.fc_cls.weight": torch.zeros(400, dim), "cls_head.fc_cls.bias": torch.zeros(400)})
+    torch.save({"state_dict": state, "meta": {"mmaction2_version": "1.2.0"}}, tmp_path / "checkpoint.pth")
+    model_cfg = read_config(ROOT / "configs" / "mmaction2-1.x" / "recognition" / "tsn" / "custom_backbones" / config).model
+    assert model_cfg["backbone"]["type"] == backbone
+    model, loaded = prepare_model(model_cfg, str(tmp_path / "checkpoint.pth"), torch.device("cpu"), dialect="1.x")
+    assert sorted(loaded.unused) == ["cls_head.fc_cls.bias", "cls_head.fc_cls.weight"]
+    x = torch.randn((1, 3, 3, 64, 64), generator=torch.Generator().manual_seed(0))
+    assert model(x).shape == (1, dim)
+    assert rel_error(model(x), pooled(x[0], reference).mean((2, 3)).mean(0, keepdim=True)) < 1e-5

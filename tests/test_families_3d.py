@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import case_model_cfg, fast_path, randomize_, rel_error
+from helpers import ROOT, case_model_cfg, fast_path, randomize_, rel_error
+from featx.config import read_config
 from featx.errors import UserError
 from featx.models import build_model
 from featx.models.backbones.resnet2plus1d import Conv2plus1d
@@ -121,3 +122,62 @@ def test_c2d_halves_time_after_its_first_stage_and_gives_the_last_stage_only() -
     assert tuple(out.shape) == (2, 512, 4, 2, 2)  # 64 px: /2 stem, 3x3 pool of stride 2 without padding (32 -> 15), /8 stages
     with pytest.raises(UserError, match="C2D: out_indices=.*last stage only"):
         build_model(case_model_cfg("c2d_r50_v1", **{"model.backbone.out_indices": (2, 3)}))
+
+
+OMNI_CONFIG = "mmaction2-1.x/recognition/omnisource/slowonly_r50_8xb16-8x8x1-256e_imagenet-kinetics400-rgb.py"
+
+
+def omni_resnet_layout() -> dict[str, tuple[int, ...]]:
+    """1.2.0's ``OmniResNet()`` parameter and buffer names and shapes, as its ``resnet_omni.py`` builds them:
+    ``conv1``/``bn1`` stem; per stage ``layerN.i.conv1..3``/``bn1..3``, a ``downsample`` (conv, BN) on each
+    stage's first block; temporal kernel 1 in ``layer1``/``layer2``, 3 in ``layer3``/``layer4``."""
+    layout: dict[str, tuple[int, ...]] = {}
+
+    def bn(name: str, channels: int) -> None:
+        for buffer in ("weight", "bias", "running_mean", "running_var"):
+            layout[f"{name}.{buffer}"] = (channels,)
+        layout[f"{name}.num_batches_tracked"] = ()
+
+    layout["conv1.weight"] = (64, 3, 1, 7, 7)
+    bn("bn1", 64)
+    inplanes = 64
+    for stage, (blocks, kernel) in enumerate(zip((3, 4, 6, 3), (1, 1, 3, 3))):
+        planes = 64 * 2**stage
+        for i in range(blocks):
+            block = f"layer{stage + 1}.{i}"
+            layout[f"{block}.conv1.weight"] = (planes, inplanes, kernel, 1, 1)
+            layout[f"{block}.conv2.weight"] = (planes, planes, 1, 3, 3)
+            layout[f"{block}.conv3.weight"] = (planes * 4, planes, 1, 1, 1)
+            for n, channels in ((1, planes), (2, planes), (3, planes * 4)):
+                bn(f"{block}.bn{n}", channels)
+            if i == 0:
+                layout[f"{block}.downsample.0.weight"] = (planes * 4, inplanes, 1, 1, 1)
+                bn(f"{block}.downsample.1", planes * 4)
+            inplanes = planes * 4
+    return {f"backbone.{k}": v for k, v in layout.items()}
+
+
+@torch.no_grad()
+def test_omni_resnet_has_1x_names_and_is_a_slowonly_resnet_on_video(tmp_path) -> None:
+    """RecognizerOmni + OmniResNet from the shipped config: 1.2.0's names and shapes, a checkpoint of them
+    loads as it is (OmniHead's keys unused), and on video it computes what featx's SlowOnly ResNet-50 (held
+    to 1.x's by the golden case) computes with the same weights under ConvModule names."""
+    from featx.extraction import prepare_model
+    from featx.models.backbones.resnet import torchvision_resnet_to_mmaction
+
+    model_cfg = read_config(ROOT / "configs" / OMNI_CONFIG).model
+    assert model_cfg["type"] == "RecognizerOmni" and model_cfg["backbone"] == {"type": "OmniResNet"}
+    plain = randomize_(build_model(model_cfg))
+    assert {k: tuple(t.shape) for k, t in plain.state_dict().items()} == omni_resnet_layout()
+    state = {**plain.state_dict(), "cls_head.fc3d.2.weight": torch.zeros(400, 2048)}
+    torch.save({"state_dict": state}, tmp_path / "omni.pth")
+    model, loaded = prepare_model(model_cfg, str(tmp_path / "omni.pth"), torch.device("cpu"), dialect="1.x")
+    assert loaded.unused == ("cls_head.fc3d.2.weight",)
+
+    slowonly = build_model(case_model_cfg("slowonly_r50_v1")).eval()
+    backbone = {k.removeprefix("backbone."): v for k, v in plain.state_dict().items()}
+    slowonly.backbone.load_state_dict(torchvision_resnet_to_mmaction(backbone))
+    x = torch.randn((1, 2, 3, 4, 32, 32), generator=torch.Generator().manual_seed(0))
+    assert model(x).shape == (1, 2048)
+    assert rel_error(model(x), slowonly(x)) < 1e-5
+    assert rel_error(plain(x), slowonly(x)) < 1e-6

@@ -117,11 +117,13 @@ def test_kept_memory_serves_a_forward_without_page_faults():
     assert faults["keep"] < faults["default"] / 20
 
 
-def test_decode_workers_fill_a_gpu_process_share_of_the_cores(monkeypatch):
+def test_decode_workers_fit_the_process_share_of_the_cores(monkeypatch):
     cpu, gpu = torch.device("cpu"), torch.device("cuda", 1)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
     assert decode_workers(5, 2, gpu, {}) == 5 and decode_workers(0, 2, gpu, {}) == 0  # --workers wins
     assert decode_workers(None, 2, cpu, {"LOCAL_WORLD_SIZE": "1"}) == 2  # a CPU: the forward needs the cores
+    assert decode_workers(None, 8, cpu, {"LOCAL_WORLD_SIZE": "4"}) == 4  # ... and a 1.x config's 8 fit its share
+    assert decode_workers(None, 0, cpu, {}) == 0 and decode_workers(12, 8, cpu, {"LOCAL_WORLD_SIZE": "4"}) == 12
     assert decode_workers(None, 2, gpu, {}) == 15  # one GPU, 16 cores: one left for the main process
     assert decode_workers(None, 2, gpu, {"LOCAL_WORLD_SIZE": "4"}) == 3
     assert decode_workers(None, 2, gpu, {"OMPI_COMM_WORLD_LOCAL_SIZE": "8"}) == 2  # never below the config's

@@ -115,11 +115,6 @@ def test_entries_agree_with_their_config():
             with pytest.raises(UserError, match="optical flow is not supported"):
                 read_config(CONFIGS / e["config"])
             continue
-        if e["dialect"] == "1.x" and "test_dataloader" not in config(e["config"]):  # UniFormerV2's K710 ones
-            assert e["unsupported"] and e["views"] == {"clips": 0, "crops": 0, "frames_per_clip": 0}, e["name"]
-            with pytest.raises(UserError, match="has no 'test_dataloader.dataset' dict"):
-                read_config(CONFIGS / e["config"])
-            continue
         cfg = read_config(CONFIGS / e["config"])
         assert cfg.dialect == e["dialect"], e["name"]
         assert e["views"] == expected_views(cfg.pipeline), e["name"]
@@ -166,7 +161,32 @@ def test_every_refused_entry_is_refused_by_featx():
                 build_pipeline(config.pipeline, transforms=config.transforms)
     v1 = [e for e in entries() if e["dialect"] == "1.x"]
     runnable = {e["config"] for e in v1 if e["unsupported"] is None}
-    assert len({e["config"] for e in v1}) <= 119 and len(runnable) >= 105
+    assert len({e["config"] for e in v1}) <= 119 and len(runnable) >= 111
+
+
+WITH_TEST_PIPELINE = "mmaction2-1.x/recognition/uniformerv2/with_test_pipeline/"
+
+
+def test_model_only_configs_are_run_through_their_model_with_a_test_pipeline_of_the_same_model():
+    """1.2.0 ships UniFormerV2's three Kinetics-710 configs model-only; their entries name featx's configs that
+    inherit a 1.2.0 config of the same model (its test pipeline) and give exactly the model-only config's model
+    (but for the keys that say where the initial weights come from)."""
+    from featx.config import model_dict, read_config
+    from featx.errors import UserError
+
+    wrapped = [e for e in entries() if e["config"].startswith(WITH_TEST_PIPELINE)]
+    assert len(wrapped) == 3
+    for e in wrapped:
+        model_only = CONFIGS / e["config"].replace("with_test_pipeline/", "")
+        with pytest.raises(UserError, match="has no 'test_dataloader.dataset' dict"):
+            read_config(model_only)
+        wrapper = read_config(CONFIGS / e["config"])
+        built = {**wrapper.model, "data_preprocessor": wrapper.recorded["model.data_preprocessor"]}
+        model = model_dict(config(str(model_only.relative_to(CONFIGS))).model)
+        for m in (built, model):  # where the initial weights would come from: featx takes the checkpoint's
+            for key in ("pretrained", "clip_pretrained"):
+                m["backbone"].pop(key, None)
+        assert built == model, e["name"]
 
 
 @pytest.mark.parametrize("needle, dim", [("tsm_mobilenetv2", 1280), ("x3d_s", 432), ("c3d_", 4096),
@@ -236,14 +256,17 @@ INDEX_BACKBONES = sorted({e["backbone"].split("-")[0] for e in entries() if e["u
 def test_every_backbone_the_index_names_builds_with_its_feature_size_and_has_a_reference_layout(backbone):
     """Each model a supported entry names builds from its config and gives ``feature_dim`` values per view
     (shapes only, on the meta device); its backbone type's parameter layout is held to the reference's by
-    a golden case (tests/test_models.py's layout test)."""
+    a golden case (tests/test_models.py's layout test) or, for a backbone no golden case has, the test
+    ``helpers.REFERENCE_LAYOUT_TESTS`` names."""
     import torch
 
     from featx.models import build_model
-    from helpers import GOLDEN_1X_CASES, GOLDEN_CASES, case_model_cfg
+    from helpers import GOLDEN_1X_CASES, GOLDEN_CASES, REFERENCE_LAYOUT_TESTS, case_model_cfg
 
-    assert any(case_model_cfg(case)["backbone"]["type"] == backbone for case in GOLDEN_CASES + GOLDEN_1X_CASES), \
-        f"no golden case holds {backbone}'s layout to the reference's"
+    held_by = REFERENCE_LAYOUT_TESTS.get(backbone)
+    assert held_by and held_by[1] in (ROOT / held_by[0]).read_text() or any(
+        case_model_cfg(case)["backbone"]["type"] == backbone for case in GOLDEN_CASES + GOLDEN_1X_CASES), \
+        f"neither a golden case nor a reference test holds {backbone}'s layout to the reference's"
     for model_cfg, e, crop in index_models()[backbone]:  # the config's crop (C3D's fc6, patch grids fix it)
         with torch.device("meta"):
             model = build_model(model_cfg)

@@ -24,7 +24,7 @@ def build_model(model_cfg: Mapping[str, Any]) -> nn.Module:
     model = MODELS.build(model_cfg)
     if not isinstance(model, Recognizer):
         raise UserError(
-            f"model.type={model_cfg['type']!r} is not a recognizer (Recognizer2D or Recognizer3D)"
+            f"model.type={model_cfg['type']!r} is not a recognizer (Recognizer2D, Recognizer3D or RecognizerOmni)"
         )
     return model.eval()
 

@@ -212,11 +212,11 @@ def positive_int(owner: str, name: str, value: Any) -> int:
     return value
 
 
-def check_pretrained(owner: str, pretrained: Any) -> None:
-    """featx never downloads or loads weights at build time."""
+def check_pretrained(owner: str, pretrained: Any, key: str = "pretrained") -> None:
+    """featx never downloads or loads weights at build time: the argument ``key`` that would must be None."""
     if pretrained is not None:
         raise UserError(
-            f"{owner}: pretrained={pretrained!r} must be None: featx loads weights only from "
+            f"{owner}: {key}={pretrained!r} must be None: featx loads weights only from "
             "the CHECKPOINT argument"
         )
 

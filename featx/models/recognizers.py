@@ -124,3 +124,13 @@ class Recognizer3D(Recognizer):
 
     view_ndim = 4
     pool = staticmethod(F.adaptive_avg_pool3d)
+
+
+@MODELS.register()
+class RecognizerOmni(Recognizer3D):
+    """1.x's OmniSource recognizer on videos: (B, V, C, T, H, W) through the backbone and pooled over time and
+    space, as 1.x's test mode does (its image path, 4-D input, serves training). It takes a backbone and a
+    head only, as 1.x's does (its ``data_preprocessor`` is the dialect's)."""
+
+    def __init__(self, backbone: Mapping[str, Any], cls_head: Mapping[str, Any] | None = None) -> None:
+        super().__init__(backbone, cls_head)
