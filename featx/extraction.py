@@ -22,7 +22,7 @@ from featx.errors import UserError
 from featx.memory import ForwardSize, size_forward
 from featx.result import VideoResult
 from featx.wording import count
-from featx.models import build_model, fuse_conv_bn, to_channels_last, use_onednn_fusion
+from featx.models import build_model, fuse_conv_bn, store_weights_in, to_channels_last, use_onednn_fusion
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +75,19 @@ def prepare_model(model_cfg: Mapping[str, Any], checkpoint: str, device: torch.d
     to ``device``.
 
     For speed, BatchNorm is folded into the convolutions and the weights are stored channels-last
-    (both change the vectors only by float rounding, about 1e-7 relative); in float32 on a CPU,
-    each convolution runs as one oneDNN kernel with its ReLU and residual sum (same arithmetic).
+    (both change the vectors only by float rounding, about 1e-7 relative); on a CPU, each convolution
+    runs as one oneDNN kernel with its ReLU and residual sum (in float32, the same arithmetic). In bf16
+    on a CPU, conv and linear weights are converted once here, not by autocast at each forward (on a
+    GPU, autocast casts them).
     """
     model = build_model(model_cfg)
     loaded = load_checkpoint(model, checkpoint, allow_partial=allow_partial, dialect=dialect)
     if fuse:
         model = fuse_conv_bn(model)
-        if device.type == "cpu" and precision == "fp32":
+        if device.type == "cpu":
             use_onednn_fusion(model)
+    if device.type == "cpu" and PRECISIONS[precision] is not None:
+        store_weights_in(model, PRECISIONS[precision])
     model = model.to(device).eval()
     if channels_last:
         model = to_channels_last(model)
