@@ -180,6 +180,7 @@ class FeatureExtractor:
         self.view_group: int = getattr(model, "view_group", 1)
         self.forward_size: ForwardSize | None = None  # sized at the first forward
         self.timings = {"host->device": 0.0, "forward": 0.0}  # seconds, summed over calls
+        self.views_computed = 0  # views through the model in those forwards
 
     @torch.inference_mode()
     def __call__(self, samples: list[Sample | Failure]) -> list[VideoResult]:
@@ -260,6 +261,7 @@ class FeatureExtractor:
             torch.cuda.synchronize(self.device)
         self.timings["host->device"] += loaded - start
         self.timings["forward"] += time.perf_counter() - loaded
+        self.views_computed += len(views)
         return feats
 
     def _per(self, sample: Sample) -> str:
