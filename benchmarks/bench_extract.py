@@ -6,13 +6,16 @@
 Videos are generated (H.264, moving content) into a temporary folder unless --video-list and
 --video-root name the user's own. Without --checkpoint the model has seeded random weights. Each
 variant prints videos/s, seconds per stage (summed over videos; decode and transform run in worker
-processes, so they overlap the forward), peak RSS, and the largest relative difference of its
-vectors from the baseline's; then one JSON line with everything.
+processes, so they overlap the forward), peak RSS, the largest relative difference of its vectors from
+the baseline's, the speed-up over the ``default`` variant and the forward's GFLOP/s (the plain
+model's FLOPs of a view, counted once, times the views computed, over the forward's seconds); then
+one JSON line with everything.
 
 Variants: ``baseline`` does what the reference loop does (torch DataLoader with workers_per_gpu
 workers, one video per batch, float32 normalisation on the host, NCHW, no BatchNorm folding,
 frames requested in the sampler's order); ``default`` is featx as a user runs it; ``bf16`` is the
-default with ``--precision bf16``; ``sorted`` the default with ``--decode-order sorted``; ``torchcodec`` the default with
+default with ``--precision bf16``; ``bf16-autocast`` what bf16 was before its weights were stored in
+bf16 (autocast over the float32 model, no oneDNN fusion); ``sorted`` the default with ``--decode-order sorted``; ``torchcodec`` the default with
 ``--decoder torchcodec`` (its decode seconds against the default's are decord against torchcodec); ``1worker``
 the default with one decoding process; ``glibc-malloc`` the default with glibc's allocator left as it
 is (the CLI makes it keep freed memory on a CPU); ``unbounded`` the default with every view of a batch
@@ -23,6 +26,7 @@ video's views per batch, ``videos_per_gpu``). The baseline runs first, then ``gl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -37,15 +41,17 @@ import av
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
+from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from featx.config import read_config  # noqa: E402
 from featx.data import VideoDataset, VideoItem, build_pipeline, read_video_list  # noqa: E402
+from featx import extraction as featx_extraction  # noqa: E402
 from featx.memory import ForwardSize  # noqa: E402
 from featx.extraction import FeatureExtractor, batched, extract, prepare_model, select_device  # noqa: E402
 from featx.result import VideoResult  # noqa: E402
-from featx.models import build_model  # noqa: E402
+from featx.models import build_model, view_group  # noqa: E402
 from featx.registry import TRANSFORMS  # noqa: E402
 from featx.runner import Extraction, RunOptions  # noqa: E402
 
@@ -89,6 +95,33 @@ def peak_rss_mib() -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def flops_per_view(config: Any, items: list[VideoItem]) -> float:
+    """The FLOPs of one view of the first video through the plain model (one view group, divided by its size)."""
+    imgs = torch.as_tensor(VideoDataset(items, build_pipeline(config.pipeline, transforms=config.transforms))
+                           .load((0, 0)).imgs)
+    group = view_group(config.model)
+    model = build_model(config.model).eval()
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        model.forward_views(imgs[None, :group].float())
+    return counter.get_total_flops() / group
+
+
+@contextlib.contextmanager
+def autocast_only() -> Iterator[None]:
+    """bf16 as featx ran it before its weights were stored in bf16: autocast over the float32 model,
+    aten convolutions (no oneDNN fusion)."""
+    patched = {"store_weights_in": lambda model, dtype: model, "use_onednn_fusion": lambda model: False}
+    saved = {name: getattr(featx_extraction, name) for name in patched}
+    for name, replacement in patched.items():
+        setattr(featx_extraction, name, replacement)
+    try:
+        yield
+    finally:
+        for name, original in saved.items():
+            setattr(featx_extraction, name, original)
 
 
 def measure(name: str, results: Iterator[VideoResult], timings: dict[str, float]) -> dict[str, Any]:
@@ -152,15 +185,19 @@ def run_baseline(options: RunOptions, items: list[VideoItem]) -> dict[str, Any]:
             yield sample
         timings.update(extractor.timings)
 
-    return measure("baseline", extract(extractor, batched(samples(), 1)), timings)
+    result = measure("baseline", extract(extractor, batched(samples(), 1)), timings)
+    result["views"] = extractor.views_computed
+    return result
 
 
 def run_featx(name: str, options: RunOptions, items: list[VideoItem], fill_forwards: bool = True) -> dict[str, Any]:
     """featx's run of ``options``, as the command runs it, without writing an output."""
-    extraction = Extraction.prepare(options)
+    with autocast_only() if name == "bf16-autocast" else contextlib.nullcontext():
+        extraction = Extraction.prepare(options)
     extraction.fill_forwards = fill_forwards
     result = measure(name, extraction.results(items), extraction.timings)
     result["views_per_forward"] = extraction.extractor.forward_size.views if extraction.extractor.forward_size else 0
+    result["views"] = extraction.extractor.views_computed
     return result
 
 
@@ -201,6 +238,7 @@ def main() -> None:
             "default": base,
             "1worker": replace(base, workers=1),
             "bf16": replace(base, precision="bf16"),
+            "bf16-autocast": replace(base, precision="bf16"),
             "sorted": replace(base, decode_order="sorted"),
             "torchcodec": replace(base, decoder="torchcodec"),
             "glibc-malloc": replace(base, keep_freed_memory=False),
@@ -213,21 +251,28 @@ def main() -> None:
         results = [run_baseline(base, items) if name == "baseline"
                    else run_featx(name, base, items, fill_forwards=False) if name == "per-video"
                    else run_featx(name, variants[name], items) for name in names]
+        view_flops = flops_per_view(read_config(args.config), items)
 
     reference = results[0]["vectors"]
     device = select_device(args.device)
     print(f"\n{Path(args.config).name}: {len(items)} videos, device {device}, torch threads {torch.get_num_threads()}, "
           f"{os.cpu_count()} CPUs")
-    header = f"{'variant':12s} {'videos/s':>9s} {'x base':>7s} {'max rel diff':>13s} {'cosine':>9s} {'RSS MiB':>8s} {'views/fwd':>9s}  stage seconds"
+    print(f"forward: {view_flops / 1e9:.2f} GFLOP a view")
+    header = (f"{'variant':13s} {'videos/s':>9s} {'x base':>7s} {'x default':>9s} {'max rel diff':>13s} {'cosine':>9s} "
+              f"{'fwd GFLOP/s':>11s} {'RSS MiB':>8s} {'views/fwd':>9s}  stage seconds")
     print(header)
+    default = next((r for r in results if r["variant"] == "default"), None)
     for r in results:
         r["speedup"] = r["videos_per_s"] / results[0]["videos_per_s"]
+        r["speedup_over_default"] = r["videos_per_s"] / default["videos_per_s"] if default else float("nan")
         r["max_rel_diff"] = rel_diff(r["vectors"], reference)
         r["min_cosine"] = cosine(r["vectors"], reference)
+        r["forward_gflop_per_s"] = view_flops * r["views"] / r["stages_s"]["forward"] / 1e9
         stages = ", ".join(f"{k} {v:.1f}" for k, v in r["stages_s"].items())
-        print(f"{r['variant']:12s} {r['videos_per_s']:9.3f} {r['speedup']:7.2f} {r['max_rel_diff']:13.2e} "
-              f"{r['min_cosine']:9.6f} {r['peak_rss_mib']:8.0f} {r.get('views_per_forward', 0):9d}  {stages}")
-    summary = {"config": args.config, "videos": len(items), "device": str(device),
+        print(f"{r['variant']:13s} {r['videos_per_s']:9.3f} {r['speedup']:7.2f} {r['speedup_over_default']:9.2f} "
+              f"{r['max_rel_diff']:13.2e} {r['min_cosine']:9.6f} {r['forward_gflop_per_s']:11.1f} "
+              f"{r['peak_rss_mib']:8.0f} {r.get('views_per_forward', 0):9d}  {stages}")
+    summary = {"config": args.config, "videos": len(items), "device": str(device), "view_gflop": view_flops / 1e9,
                "results": [{k: v for k, v in r.items() if k != "vectors"} for r in results]}
     print(json.dumps(summary))
 

@@ -23,7 +23,7 @@ from featx.errors import UserError
 from featx.memory import ForwardSize, size_forward
 from featx.result import VideoResult
 from featx.wording import count
-from featx.models import build_model, fuse_conv_bn, to_channels_last, use_onednn_fusion
+from featx.models import build_model, fuse_conv_bn, store_weights_in, to_channels_last, use_onednn_fusion
 
 log = logging.getLogger(__name__)
 
@@ -76,15 +76,19 @@ def prepare_model(model_cfg: Mapping[str, Any], checkpoint: str, device: torch.d
     to ``device``.
 
     For speed, BatchNorm is folded into the convolutions and the weights are stored channels-last
-    (both change the vectors only by float rounding, about 1e-7 relative); in float32 on a CPU,
-    each convolution runs as one oneDNN kernel with its ReLU and residual sum (same arithmetic).
+    (both change the vectors only by float rounding, about 1e-7 relative); on a CPU, each convolution
+    runs as one oneDNN kernel with its ReLU and residual sum (in float32, the same arithmetic). In bf16
+    on a CPU, conv and linear weights are converted once here, not by autocast at each forward (on a
+    GPU, autocast casts them).
     """
     model = build_model(model_cfg)
     loaded = load_checkpoint(model, checkpoint, allow_partial=allow_partial, dialect=dialect)
     if fuse:
         model = fuse_conv_bn(model)
-        if device.type == "cpu" and precision == "fp32":
+        if device.type == "cpu":
             use_onednn_fusion(model)
+    if device.type == "cpu" and PRECISIONS[precision] is not None:
+        store_weights_in(model, PRECISIONS[precision])
     model = model.to(device).eval()
     if channels_last:
         model = to_channels_last(model)
@@ -181,6 +185,7 @@ class FeatureExtractor:
         self.view_group: int = getattr(model, "view_group", 1)
         self.forward_size: ForwardSize | None = None  # sized at the first forward
         self.timings = {"host->device": 0.0, "forward": 0.0}  # seconds, summed over calls
+        self.views_computed = 0  # views through the model in those forwards
 
     @torch.inference_mode()
     def __call__(self, samples: list[Sample | Failure]) -> list[VideoResult]:
@@ -261,6 +266,7 @@ class FeatureExtractor:
             torch.cuda.synchronize(self.device)
         self.timings["host->device"] += loaded - start
         self.timings["forward"] += time.perf_counter() - loaded
+        self.views_computed += len(views)
         return feats
 
     def _per(self, sample: Sample) -> str:

@@ -26,10 +26,12 @@ from typing import Any, Iterable, Iterator
 import av
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from featx.config import read_config
-from featx.models import fuse_conv_bn, to_channels_last, use_onednn_fusion
+from featx.extraction import autocast, prepare_model
+from featx.models import build_model, fuse_conv_bn, to_channels_last, use_onednn_fusion
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
@@ -167,6 +169,20 @@ def fast_path(model: nn.Module) -> tuple[nn.Module, bool]:
     fast = fuse_conv_bn(copy.deepcopy(model))
     onednn = use_onednn_fusion(fast)
     return to_channels_last(fast), onednn
+
+
+def bf16_cosine(model_cfg: dict[str, Any], x: torch.Tensor, folder: Path) -> tuple[nn.Module, float]:
+    """``prepare_model``'s CPU bf16 model of ``model_cfg`` (randomised weights, saved in ``folder``) and the
+    lowest cosine of its view features on ``x`` to the CPU float32 model's, each run as featx runs it."""
+    cpu = torch.device("cpu")
+    checkpoint = folder / "bf16_cosine.pth"
+    torch.save({"state_dict": randomize_(build_model(model_cfg)).state_dict()}, checkpoint)
+    feats = {}
+    for precision in ("fp32", "bf16"):
+        prepared, _ = prepare_model(model_cfg, str(checkpoint), cpu, precision=precision)
+        with torch.inference_mode(), autocast(precision, cpu):
+            feats[precision] = prepared.forward_views(x).float().flatten(0, 1)
+    return prepared, float(F.cosine_similarity(feats["bf16"], feats["fp32"]).min())
 
 
 @functools.lru_cache(maxsize=4)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import fast_path, randomize_, rel_error
+from helpers import bf16_cosine, fast_path, randomize_, rel_error
 from featx.errors import UserError
 from featx.models import build_model
 from featx.models.backbones.mvit import MultiScaleAttention, relative_positions
@@ -56,6 +56,14 @@ def test_fast_path_matches_the_plain_model(family: str) -> None:
     if family == "uniformer":  # every BatchNorm but the last folds into the pointwise conv after it
         norms = [name for name, m in fast.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         assert norms == ["backbone.norm"]
+
+
+@pytest.mark.parametrize("family", sorted(SMALL))
+def test_runs_in_bf16_with_conv_and_linear_weights_stored_in_bf16(family: str, tmp_path) -> None:
+    model, cos = bf16_cosine({"type": "Recognizer3D", "backbone": SMALL[family]}, small_input(family), tmp_path)
+    assert cos >= 0.999
+    assert all(m.weight.dtype == torch.bfloat16 for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv3d)))
+    assert all(m.weight.dtype == torch.float32 for m in model.modules() if isinstance(m, nn.LayerNorm))
 
 
 @torch.no_grad()

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers import fast_path, randomize_, rel_error
+from helpers import bf16_cosine, fast_path, randomize_, rel_error
 from featx.errors import UserError
 from featx.registry import MODELS
 
@@ -155,6 +155,14 @@ def test_fast_path_matches_the_plain_model(name: str) -> None:
     assert rel_error(fast.forward_views(x), views) < 1e-5
     assert rel_error(plain.forward_views(x[:1, 1:]), views[:1, 1:]) < 1e-5  # a view alone gives its own row
     assert torch.equal(plain(x), views.mean(1))
+
+
+@pytest.mark.parametrize("name", ["vit", "uniformerv2"])
+def test_runs_in_bf16_with_linear_weights_stored_in_bf16(name: str, tmp_path) -> None:
+    model, cos = bf16_cosine({"type": "Recognizer3D", "backbone": SMALL[name]}, small_input(), tmp_path)
+    assert cos >= 0.999
+    assert all(m.weight.dtype == torch.bfloat16 for m in model.modules() if isinstance(m, nn.Linear))
+    assert all(m.weight.dtype == torch.float32 for m in model.modules() if isinstance(m, nn.LayerNorm))
 
 
 @pytest.mark.parametrize("name, shape, message", [

@@ -11,13 +11,14 @@ import sys
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from helpers import CASE_CONFIGS, ROOT, VIDEOS
 from featx.config import read_config
 from featx.data import build_pipeline
 from featx.data.pipeline import split_normalize
 from featx.data.transforms import Normalize
-from featx.extraction import decode_workers, prepare_model
+from featx.extraction import autocast, decode_workers, prepare_model
 from featx.models import build_model, fuse_conv_bn, use_onednn_fusion
 from featx.models.layers import ConvModule
 
@@ -64,8 +65,46 @@ def test_folded_channels_last_model_matches_the_plain_one(case, golden_checkpoin
     assert float((a - b).abs().max() / a.abs().max()) < 1e-5
     convs = [m for m in fast.modules() if isinstance(m, ConvModule)]
     assert all(m.onednn for m in convs) == torch.backends.mkldnn.is_available()
-    bf16, _ = prepare_model(model, str(golden_checkpoint(case)), torch.device("cpu"), precision="bf16")
-    assert not any(m.onednn for m in bf16.modules() if isinstance(m, ConvModule))  # autocast needs aten convs
+
+
+class _ParameterCasts(TorchDispatchMode):
+    """Counts the dtype conversions of ``params`` (tensors) that run under it."""
+
+    def __init__(self, params: list[torch.Tensor]) -> None:
+        super().__init__()
+        self.pointers = {p.data_ptr() for p in params}
+        self.casts = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket in (torch.ops.aten.to, torch.ops.aten._to_copy) and args[0].data_ptr() in self.pointers:
+            self.casts += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("case", ["tsn_clip", "slowonly_clip"])
+def test_bf16_weights_are_converted_once_and_convolutions_fused(case, golden_checkpoint):
+    """On a CPU, bf16 stores conv and linear weights in bf16 and runs the oneDNN fused convolutions on
+    them: a forward casts no parameter (autocast over the plain float32 model casts each weight, every time)."""
+    model_cfg, cpu = read_config(ROOT / CASE_CONFIGS[case]).model, torch.device("cpu")
+    fp32, _ = prepare_model(model_cfg, str(golden_checkpoint(case)), cpu)
+    bf16, _ = prepare_model(model_cfg, str(golden_checkpoint(case)), cpu, precision="bf16")
+    convs = [m for m in bf16.modules() if isinstance(m, ConvModule)]
+    assert all(m.conv.weight.dtype == torch.bfloat16 for m in convs)
+    assert all(m.onednn for m in convs) == torch.backends.mkldnn.is_available()
+    shape = (1, 2, 3, 64, 64) if case == "tsn_clip" else (1, 2, 3, 4, 64, 64)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    counter = _ParameterCasts(list(bf16.parameters()))
+    with torch.inference_mode(), autocast("bf16", cpu):
+        with counter:
+            got = bf16.forward_views(x).float()
+        plain, _ = prepare_model(model_cfg, str(golden_checkpoint(case)), cpu, fuse=False)
+        unconverted = _ParameterCasts(list(plain.parameters()))
+        with unconverted:
+            plain.forward_views(x)
+    assert counter.casts == 0 and unconverted.casts > 0
+    with torch.inference_mode():
+        expected = fp32.forward_views(x)
+    assert float(torch.nn.functional.cosine_similarity(got[0], expected[0]).min()) >= 0.9999
 
 
 @pytest.mark.parametrize("depth", [18, 101])

@@ -11,12 +11,12 @@ import torch
 from torch import nn
 
 from featx.errors import UserError
-from featx.models.fuse import fuse_conv_bn, to_channels_last, use_onednn_fusion
+from featx.models.fuse import fuse_conv_bn, store_weights_in, to_channels_last, use_onednn_fusion
 from featx.models.recognizers import Recognizer, Recognizer2D, Recognizer3D
 from featx.registry import MODELS
 
-__all__ = ["Recognizer", "Recognizer2D", "Recognizer3D", "build_model", "fuse_conv_bn", "to_channels_last",
-           "use_onednn_fusion", "view_group"]
+__all__ = ["Recognizer", "Recognizer2D", "Recognizer3D", "build_model", "fuse_conv_bn", "store_weights_in",
+           "to_channels_last", "use_onednn_fusion", "view_group"]
 
 
 def build_model(model_cfg: Mapping[str, Any]) -> nn.Module:

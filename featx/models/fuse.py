@@ -1,5 +1,6 @@
 """Inference rewrites: BatchNorm folded into the convolutions (``--fuse-conv-bn``), channels-last
-weights, oneDNN fused kernels on CPUs. Each applies where it can and leaves the rest as it is."""
+weights, oneDNN fused kernels on CPUs, weights stored in bf16 once. Each applies where it can and leaves
+the rest as it is."""
 from __future__ import annotations
 
 import torch
@@ -68,8 +69,8 @@ def _fold_norm_into_next_conv(module: nn.Module, norm_name: str, conv: nn.Module
 def use_onednn_fusion(model: nn.Module) -> bool:
     """Run each plain 2D/3D :class:`ConvModule` whose norm is folded (or absent) and whose activation is
     ReLU or none as one oneDNN convolution with its ReLU (and, at the end of a residual block, the
-    shortcut's sum) fused in: float32 on a CPU only, the same arithmetic in fewer passes over memory.
-    Returns whether any module uses it."""
+    shortcut's sum) fused in: on a CPU, in float32 (the same arithmetic in fewer passes over memory) or
+    with the weights and the input in bf16 (:func:`store_weights_in`). Returns whether any module uses it."""
     if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")):
         return False
     enabled = False
@@ -79,6 +80,18 @@ def use_onednn_fusion(model: nn.Module) -> bool:
                 and isinstance(module.activate, (nn.ReLU, type(None)))):
             module.onednn = enabled = True
     return enabled
+
+
+@torch.no_grad()
+def store_weights_in(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Convert the weight and bias of every convolution and linear layer to ``dtype`` (bf16), in place, once:
+    under autocast they are then used as they are instead of being cast at every forward, and oneDNN's
+    fused convolutions run on them. Norms, embeddings and every other parameter stay float32, as autocast
+    computes them. Returns ``model``."""
+    for module in model.modules():
+        if isinstance(module, (_ConvNd, nn.Linear)):
+            module.to(dtype)
+    return model
 
 
 def to_channels_last(model: nn.Module) -> nn.Module:

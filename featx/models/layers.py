@@ -105,7 +105,8 @@ class ConvModule(nn.Module):
 
     ``bias='auto'`` gives the conv a bias only when there is no norm. The norm is registered under
     mmcv's name for it (``bn`` for BatchNorms, ``ln``). ``fuse_conv_bn`` may fold a BatchNorm into
-    ``conv`` (it becomes ``nn.Identity``); ``use_onednn_fusion`` may then run conv + ReLU as one kernel.
+    ``conv`` (it becomes ``nn.Identity``); ``use_onednn_fusion`` may then run conv + ReLU as one kernel,
+    on its input cast to the weights' dtype (oneDNN takes no autocast: float32 as it comes, or bf16).
     """
 
     def __init__(
@@ -148,8 +149,9 @@ class ConvModule(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.onednn:
-            return torch.ops.mkldnn._convolution_pointwise(
-                x, *self._onednn_args(), "relu" if self.activate is not None else "none", [], "")
+            activation = "relu" if self.activate is not None else "none"
+            return torch.ops.mkldnn._convolution_pointwise(x.to(self.conv.weight.dtype), *self._onednn_args(),
+                                                           activation, [], "")
         x = self.conv(x)
         if self.norm_name:
             x = getattr(self, self.norm_name)(x)
@@ -159,8 +161,9 @@ class ConvModule(nn.Module):
         """``activate(self(x) + other)``: a residual block's last conv, its shortcut and the block's
         activation (one oneDNN convolution with the sum and a ReLU fused in, when enabled)."""
         if self.onednn and type(activate) is nn.ReLU:
+            dtype = self.conv.weight.dtype
             return torch.ops.mkldnn._convolution_pointwise.binary(
-                x, other, *self._onednn_args(), "add", None, "relu", [], "")
+                x.to(dtype), other.to(dtype), *self._onednn_args(), "add", None, "relu", [], "")
         return activate(self(x) + other)
 
     def _onednn_args(self) -> tuple[Any, ...]:
