@@ -139,9 +139,12 @@ def _wait_for(predicate, timeout: float = 120) -> None:
 
 
 def _featx_popen(*args) -> subprocess.Popen:
+    """The real command in a process of its own, taking SIGINT as a command started from a terminal does: a
+    suite started as a background job of a script (``make test &``) inherits SIGINT ignored, and so would it."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.Popen([sys.executable, "-m", "featx.cli", *map(str, args)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def test_a_crashed_decoder_costs_one_video(golden_checkpoint, slow_video, tmp_path):
