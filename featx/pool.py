@@ -37,7 +37,8 @@ def _worker_main(work: Callable[[Any], Any], init: Callable[[], None] | None, co
 
 
 class _Worker:
-    def __init__(self, ctx: Any, work: Callable[[Any], Any], init: Callable[[], None] | None) -> None:
+    def __init__(self, work: Callable[[Any], Any], init: Callable[[], None] | None) -> None:
+        ctx = mp.get_context("fork")
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker_main, args=(work, init, child, self.conn), daemon=True)
         self.proc.start()
@@ -68,8 +69,13 @@ class KillablePool(Generic[T, R]):
     longer than ``timeout`` seconds, or dies, gets ``failed(task, reason)`` as its outcome (``reason``:
     "crashed (killed by signal SIGKILL)", "timed out after 300 s (killed and replaced)"). A
     supervisor thread keeps every worker busy while at most ``max_ahead`` outcomes wait to be
-    consumed. ``worker_init`` runs first in every worker, ``before_fork`` in the supervisor before
-    it forks any.
+    consumed. ``worker_init`` runs first in every worker, ``before_fork`` before the pool forks any.
+
+    Every worker is forked by the thread that iterates the pool (the supervisor asks it for a
+    replacement): a fork keeps only the forking thread, and the child frees what the others held in
+    thread-local storage. PyAV keeps a frame converter there, with threads of its own: freed in a
+    child, it waits forever for them. So a worker forked from another thread than the one that
+    decoded with PyAV (a notebook, a test) would hang at its start.
     """
 
     def __init__(self, work: Callable[[T], R], tasks: Sequence[T], num_workers: int, timeout: float, *,
@@ -88,11 +94,16 @@ class KillablePool(Generic[T, R]):
         self._stop = threading.Event()
         self._failure: BaseException | None = None
         self._consumed = 0
+        self._workers: list[_Worker | None] = []  # None: waiting for its replacement, which the consumer forks
+        self._wanted: list[int] = []  # those slots
 
     def __len__(self) -> int:
         return len(self.tasks)
 
     def __iter__(self) -> Iterator[R]:
+        if self.before_fork is not None:
+            self.before_fork()
+        self._workers = [_Worker(self.work, self.worker_init) for _ in range(min(self.num_workers, len(self.tasks)))]
         thread = threading.Thread(target=self._supervise, name="featx-pool", daemon=True)
         thread.start()
         try:
@@ -103,10 +114,19 @@ class KillablePool(Generic[T, R]):
             with self._cond:
                 self._cond.notify_all()
             thread.join()
+            for worker in self._workers:
+                if worker is not None:
+                    worker.kill()
 
     def _deliver(self, task: T) -> Iterator[R]:
         with self._cond:
             while task not in self._ready and self._failure is None:
+                if self._wanted:  # replacements, forked here (see the class's docstring)
+                    for slot in self._wanted:
+                        self._workers[slot] = _Worker(self.work, self.worker_init)
+                    self._wanted.clear()
+                    self._cond.notify_all()
+                    continue
                 self._cond.wait(0.5)
             if self._failure is not None:
                 raise RuntimeError("the worker pool's supervisor failed") from self._failure
@@ -119,46 +139,47 @@ class KillablePool(Generic[T, R]):
             yield from self._deliver(follow_up)
 
     def _supervise(self) -> None:
-        ctx = mp.get_context("fork")
-        if self.before_fork is not None:
-            self.before_fork()
-        workers = [self._new_worker(ctx) for _ in range(min(self.num_workers, len(self.tasks)))]
         try:
-            self._run(ctx, workers)
+            self._run(self._workers)
         except BaseException as exc:  # hand any supervisor failure to the consuming thread
             with self._cond:
                 self._failure = exc
                 self._cond.notify_all()
-        finally:
-            for worker in workers:
-                worker.kill()
 
-    def _new_worker(self, ctx: Any) -> _Worker:
-        return _Worker(ctx, self.work, self.worker_init)
+    def _replace(self, slot: int) -> None:
+        """Kill the worker in ``slot`` and ask the consuming thread for a new one."""
+        self._workers[slot].kill()
+        with self._cond:
+            self._workers[slot] = None
+            self._wanted.append(slot)
+            self._cond.notify_all()
 
-    def _run(self, ctx: Any, workers: list[_Worker]) -> None:
+    def _run(self, workers: list[_Worker | None]) -> None:
         next_task, assigned = 0, 0
         # Follow-ups waiting for a worker, by delivery order: (position of their first-level task, rank).
         later: list[tuple[tuple[int, int], Any]] = []
         position: dict[Any, int] = {}
 
         def busy() -> list[_Worker]:
-            return [w for w in workers if w.task is not None]
+            return [w for w in workers if w is not None and w.task is not None]
+
+        def idle() -> bool:
+            return any(w is not None and w.task is None for w in workers)
 
         def pending() -> bool:
             return bool(later) or next_task < len(self.tasks)
 
         while not self._stop.is_set() and (pending() or busy()):
             with self._cond:
-                while not self._stop.is_set() and pending() and assigned - self._consumed >= self.max_ahead \
-                        and not busy():
+                while not self._stop.is_set() and pending() and not busy() \
+                        and (assigned - self._consumed >= self.max_ahead or not idle()):
                     self._cond.wait(0.5)
                 room = self.max_ahead - (assigned - self._consumed)
             for i, worker in enumerate(workers):
-                if worker.task is None and room > 0 and pending():
+                if worker is not None and worker.task is None and room > 0 and pending():
                     if not worker.proc.is_alive():  # died while idle (OOM killer, ...): no task is lost to it
-                        worker.kill()
-                        worker = workers[i] = self._new_worker(ctx)
+                        self._replace(i)
+                        continue
                     if later:  # a started video's other chunks, say, go first
                         worker.assign(heapq.heappop(later)[1])
                     else:
@@ -173,7 +194,7 @@ class KillablePool(Generic[T, R]):
             wait([w.conn for w in busy()] + [w.proc.sentinel for w in busy()],
                  timeout=min(0.5, max(0.0, deadline - time.monotonic())))
             for i, worker in enumerate(workers):
-                if worker.task is None:
+                if worker is None or worker.task is None:
                     continue
                 task = worker.task
                 if worker.conn.poll():  # an outcome, or EOF from a worker that died
@@ -199,8 +220,7 @@ class KillablePool(Generic[T, R]):
                     continue
                 position.pop(task)
                 self._put(task, self.failed(task, reason), [])
-                worker.kill()
-                workers[i] = self._new_worker(ctx)
+                self._replace(i)
 
     def _put(self, task: T, outcome: R, follow_ups: list[T]) -> None:
         with self._cond:

@@ -298,3 +298,22 @@ def test_pool_delivers_chunks_in_order_whatever_order_they_finish(fail):
                         follow_ups=lambda task, outcome: [(task[0], 1), (task[0], 2)] if task[1] == 0 else [])
     got = list(pool)
     assert got == [(i, k, (i, k) == fail) for i in range(4) for k in range(3)]
+
+
+def _sleep_then_echo(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def test_workers_start_after_pyav_decoded_in_the_thread_that_runs_the_pool(tmp_path):
+    """PyAV keeps a frame converter (with threads of its own) per thread. A worker forked by another thread
+    would free this thread's converter at its start and wait forever: every task would time out."""
+    with av.open(str(encode_video(tmp_path / "v.mp4", gradient_frames(3)))) as container:
+        frame = next(container.decode(video=0))
+    frame.to_ndarray(format="rgb24")  # PyAV's default: a converter with threads
+    try:
+        pool = KillablePool(_sleep_then_echo, [4.0, 0.0, 0.0], num_workers=1, timeout=2,
+                            failed=lambda task, reason: reason)
+        assert list(pool) == ["timed out after 2 s (killed and replaced)", 0.0, 0.0]  # the replacement starts too
+    finally:
+        frame.to_ndarray(format="rgb24", threads=1)  # the converter without threads again, for the tests that follow

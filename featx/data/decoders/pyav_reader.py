@@ -50,6 +50,13 @@ class PyAVReader:
     def __len__(self) -> int:
         return self.num_frames
 
+    @staticmethod
+    def _rgb(frame: Any) -> np.ndarray:
+        """(H, W, 3) uint8, converted in this thread alone. PyAV keeps one converter per thread (by default with
+        threads of its own), and a converter with threads cannot be freed in a forked child: it waits forever
+        for the threads the fork did not copy. So the processes featx forks find none."""
+        return frame.to_ndarray(format="rgb24", threads=1)
+
     def get_frames(self, indices: Sequence[int] | np.ndarray, accurate: bool = True,
                    in_order: bool = False) -> np.ndarray:
         """``accurate``: decoded sequentially up to the last index (exact on every file, in any order);
@@ -64,13 +71,13 @@ class PyAVReader:
         frames: dict[int, np.ndarray] = {}
         for i, frame in enumerate(self._frames()):
             if i in wanted:
-                frames[i] = frame.to_ndarray(format="rgb24")
+                frames[i] = self._rgb(frame)
                 if len(frames) == len(wanted):
                     break
         return np.stack([frames[i] for i in inds.tolist()])
 
     def _key_frames(self, inds: np.ndarray) -> np.ndarray:
-        backup = next(self._frames()).to_ndarray(format="rgb24")
+        backup = self._rgb(next(self._frames()))
         frames = []
         try:
             with self._av.open(self.path) as container:
@@ -80,7 +87,7 @@ class PyAVReader:
                     container.seek(int(idx / pts_scale), any_frame=False, backward=True, stream=stream)
                     frame = next((f for packet in container.demux(stream) for f in packet.decode()), None)
                     if frame is not None:
-                        backup = frame.to_ndarray(format="rgb24")
+                        backup = self._rgb(frame)
                     frames.append(backup)
         except self._av.FFmpegError as exc:
             raise VideoError(f"{self.path}: PyAV failed to decode ({exc})") from None
