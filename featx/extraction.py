@@ -217,12 +217,13 @@ class FeatureExtractor:
         """Each sample's (V, D) view features, its views computed with the others' in forwards of
         :attr:`forward_size`; a GPU out of memory halves it and starts again."""
         shrunk_from = 0  # the views per forward that ran out of memory first, said once it fits
+        done = None  # the sizing's outputs, for the first views of imgs[0]
         while True:
             try:
                 if self.forward_size is None:
-                    self.forward_size = self._size(imgs[0])
+                    self.forward_size, done = self._size(imgs[0])
                     log.info("views per forward: %d (%s)", self.forward_size.views, self.forward_size.how)
-                feats = self._forwards(imgs, self.forward_size.views)
+                feats = self._forwards(imgs, self.forward_size.views, done)
             except torch.cuda.OutOfMemoryError as exc:
                 tried = self.forward_size.views if self.forward_size else 2 * self.view_group
                 smaller = (self.forward_size.halved() if self.forward_size is not None
@@ -240,15 +241,18 @@ class FeatureExtractor:
                             self.forward_size.views)
             return feats
 
-    def _size(self, sample: torch.Tensor) -> ForwardSize:
-        """Views per forward, measured on the first view group of ``sample`` (a decoded sample's views)."""
-        return size_forward(self._forward, sample[:self.view_group], self.device, group=self.view_group,
-                            max_memory=self.max_memory, held_elsewhere=self.samples_in_flight * sample.nbytes)
+    def _size(self, sample: torch.Tensor) -> tuple[ForwardSize, torch.Tensor | None]:
+        """Views per forward, measured on the leading view groups of ``sample`` (a decoded sample's views),
+        and those views' features."""
+        return size_forward(self._forward, sample, self.device, group=self.view_group, max_memory=self.max_memory,
+                            held_elsewhere=self.samples_in_flight * sample.nbytes)
 
-    def _forwards(self, imgs: list[torch.Tensor], views: int) -> tuple[torch.Tensor, ...]:
+    def _forwards(self, imgs: list[torch.Tensor], views: int, done: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """Each of ``imgs``' view features; ``done`` holds those of the first views of ``imgs[0]``, computed already."""
         sizes = [len(x) for x in imgs]
-        feats = [self._forward(torch.cat([imgs[i][a:b] for i, a, b in parts]))
-                 for parts in view_chunks(sizes, views)]
+        feats = [] if done is None else [done]
+        feats += [self._forward(torch.cat([imgs[i][a:b] for i, a, b in parts]))
+                  for parts in view_chunks(sizes, views, skip=0 if done is None else len(done))]
         return torch.cat(feats).split(sizes)
 
     def _forward(self, views: torch.Tensor) -> torch.Tensor:
@@ -278,13 +282,13 @@ class _TooBig(Exception):
     """One view group does not fit in the device's memory."""
 
 
-def view_chunks(sizes: list[int], views: int) -> Iterator[list[tuple[int, int, int]]]:
-    """The samples' views (``sizes[i]`` of sample ``i``, one stream) in consecutive forwards of ``views``
-    (the last may be shorter): each forward as ``(sample, start, stop)`` slices."""
+def view_chunks(sizes: list[int], views: int, skip: int = 0) -> Iterator[list[tuple[int, int, int]]]:
+    """The samples' views (``sizes[i]`` of sample ``i``, one stream, less the first ``skip`` of sample 0) in
+    consecutive forwards of ``views`` (the last may be shorter): each forward as ``(sample, start, stop)`` slices."""
     parts: list[tuple[int, int, int]] = []
     room = views
     for i, size in enumerate(sizes):
-        start = 0
+        start = skip if i == 0 else 0
         while start < size:
             take = min(room, size - start)
             parts.append((i, start, start + take))

@@ -94,7 +94,7 @@ class _PeakMeter:
     def works(self) -> bool:
         return self.device.type == "cuda" or (self.libc is not None and os.path.exists("/proc/self/clear_refs"))
 
-    def __call__(self, fn: Callable[[], object]) -> int:
+    def __call__(self, fn: Callable[[], None]) -> int:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             before = torch.cuda.memory_allocated(self.device)
@@ -132,17 +132,19 @@ class ForwardSize:
         return ForwardSize(views, self.group, f"halved to {views} after running out of memory")
 
 
-def size_forward(forward: Callable[[torch.Tensor], object], group_views: torch.Tensor, device: torch.device, *,
-                 group: int, max_memory: int | None, held_elsewhere: int = 0) -> ForwardSize:
-    """Measure the bytes a view takes in ``forward`` (one view group, ``group_views``, then two, after a warm-up
-    forward) and fit as many whole groups as the budget allows: ``max_memory`` if given, else a share of
-    the memory available now, less ``held_elsewhere`` (what the decoding workers will hold)."""
+def size_forward(forward: Callable[[torch.Tensor], torch.Tensor], views: torch.Tensor, device: torch.device, *,
+                 group: int, max_memory: int | None, held_elsewhere: int = 0) -> tuple[ForwardSize, torch.Tensor | None]:
+    """Measure the bytes a view takes in ``forward`` (a warm-up forward of one view group, then one group, then
+    two) and fit as many whole groups as the budget allows: ``max_memory`` if given, else a share of the memory
+    available now, less ``held_elsewhere`` (what the decoding workers will hold). The probe forwards take the
+    leading groups of ``views`` (a sample's views, whole groups) in turn, so none is wasted: also returned are
+    their outputs, for the first views of ``views`` (up to four groups; None when nothing was measured)."""
     if max_memory is not None:
         budget, source = max_memory, f"--max-memory {gib(max_memory)}"
     else:
         available = available_bytes(device)
         if available is None:
-            return ForwardSize(group * 8, group, "memory available unknown: 8 view groups")
+            return ForwardSize(group * 8, group, "memory available unknown: 8 view groups"), None
         available = max(0, available - held_elsewhere)
         if device.type == "cuda":
             budget, source = int(available * GPU_SHARE), f"{GPU_SHARE:.0%} of {gib(available)} free on the GPU"
@@ -151,12 +153,20 @@ def size_forward(forward: Callable[[torch.Tensor], object], group_views: torch.T
             source = f"{gib(budget)} of {gib(available)} available"
     meter = _PeakMeter(device)
     if not meter.works:
-        return ForwardSize(group * 8, group, "memory use not measurable here: 8 view groups")
-    two = torch.cat([group_views, group_views])
-    forward(group_views)  # warm-up: one-off allocations (oneDNN's primitives, prepacked weights) stay
-    one_peak = meter(lambda: forward(group_views))
-    two_peak = meter(lambda: forward(two))
+        return ForwardSize(group * 8, group, "memory use not measurable here: 8 view groups"), None
+    leading = views[:group * min(4, len(views) // group)].split(group)
+    # The probes' groups: 0 (warm-up), 1, then 2 and 3 together, taken modulo the groups the sample has.
+    probes = [[i % len(leading) for i in ids] for ids in ([0], [1], [2, 3])]
+    inputs = [torch.cat([leading[i] for i in ids]) for ids in probes]
+    outputs = [forward(inputs[0])]  # warm-up: one-off allocations (oneDNN's primitives, prepacked weights) stay
+    one_peak = meter(lambda: outputs.append(forward(inputs[1])))
+    two_peak = meter(lambda: outputs.append(forward(inputs[2])))
     per_group = two_peak - one_peak if two_peak > one_peak else max(two_peak, 1) / 2
     fixed = max(0, one_peak - per_group)
     groups = max(1, math.floor((budget - fixed) / per_group))
-    return ForwardSize(groups * group, group, f"{gib(per_group / group)} a view measured, {source}")
+    computed = {}
+    for ids, out in zip(probes, outputs):
+        for i, part in zip(ids, out.split(group)):
+            computed.setdefault(i, part)
+    size = ForwardSize(groups * group, group, f"{gib(per_group / group)} a view measured, {source}")
+    return size, torch.cat([computed[i] for i in range(len(leading))])

@@ -120,21 +120,45 @@ class SmallDevice(torch.nn.Module):
         return self.model.forward_views(imgs)
 
 
-def test_out_of_memory_halves_the_views_per_forward_and_computes_the_same(tsm_small, caplog) -> None:
+@pytest.fixture(scope="module")
+def tsm_model(tsm_small) -> torch.nn.Module:
     config, checkpoint = tsm_small
     model = build_model(read_config(config).model)
     model.load_state_dict(torch.load(checkpoint)["state_dict"])
-    model.eval()
-    imgs = [np.random.default_rng(n).standard_normal((8, 3, 32, 32)).astype(np.float32) for n in range(3)]
-    samples = [Sample(n, f"v{n}.mp4", x, np.arange(8), clip_len=1, num_crops=1, total_frames=8, avg_fps=25.0)
-               for n, x in enumerate(imgs)]
-    expected = FeatureExtractor(model, torch.device("cpu"), max_memory=2**40)(samples)
-    extractor = FeatureExtractor(SmallDevice(model, room=8), torch.device("cpu"), max_memory=2**40)
+    return model.eval()
+
+
+def random_samples(*views: int) -> list[Sample]:
+    """One sample of random 32x32 views per count."""
+    imgs = [np.random.default_rng(n).standard_normal((v, 3, 32, 32)).astype(np.float32) for n, v in enumerate(views)]
+    return [Sample(n, f"v{n}.mp4", x, np.arange(len(x)), clip_len=1, num_crops=1, total_frames=len(x), avg_fps=25.0)
+            for n, x in enumerate(imgs)]
+
+
+def assert_same_vectors(got, expected) -> None:
+    for a, b in zip(got, expected, strict=True):
+        assert a.error is None
+        np.testing.assert_allclose(a.feature, b.feature, rtol=0, atol=1e-6 * np.abs(b.feature).max())
+
+
+def test_the_sizing_forwards_are_the_first_views_and_none_is_computed_twice(tsm_model) -> None:
+    samples = random_samples(16, 8)  # the first video: four groups of 4 views
+    one_group = FeatureExtractor(tsm_model, torch.device("cpu"))
+    one_group.forward_size = ForwardSize(4, 4, "one group a forward")
+    sized = FeatureExtractor(tsm_model, torch.device("cpu"), max_memory=2**40)
+    got = sized(samples)
+    assert "a view measured, --max-memory" in sized.forward_size.how
+    assert sized.views_computed == 24  # the probes took the first video's four groups, then the other 8 views
+    assert_same_vectors(got, one_group(samples))
+
+
+def test_out_of_memory_halves_the_views_per_forward_and_computes_the_same(tsm_model, caplog) -> None:
+    samples = random_samples(8, 8, 8)
+    expected = FeatureExtractor(tsm_model, torch.device("cpu"), max_memory=2**40)(samples)
+    extractor = FeatureExtractor(SmallDevice(tsm_model, room=8), torch.device("cpu"), max_memory=2**40)
     extractor.forward_size = ForwardSize(24, 4, "all three videos")
     got = extractor(samples)
     assert extractor.forward_size.views == 4  # 24 -> 12 (3 groups), too many -> 4 (1 group), said once
     assert [r.message for r in caplog.records if "ran out of memory" in r.message] == [
         "cpu ran out of memory at 24 views per forward: 4 from now on"]
-    for a, b in zip(got, expected):
-        assert a.error is None
-        np.testing.assert_allclose(a.feature, b.feature, rtol=0, atol=1e-6 * np.abs(b.feature).max())
+    assert_same_vectors(got, expected)
