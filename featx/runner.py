@@ -314,13 +314,22 @@ def run(options: RunOptions, observer: RunObserver | None = None) -> int:
     extraction = Extraction.prepare(options, planned.prepared)
     info = extraction.info
     marks = extraction.fingerprint(folder_output=output.streams)
-    store, earlier = earlier_results(output, marks, options.restart) if info.is_main else (None, Earlier())
+    group = object_group() if info.world_size > 1 else None
+    try:
+        store, earlier = earlier_results(output, marks, options.restart) if info.is_main else (None, Earlier())
+    except UserError as exc:  # the other ranks wait for rank 0's list: they get its refusal instead, and stop
+        if group is not None:
+            broadcast_from_main(exc, group)
+            leave(group)
+        raise
     todo = [i for i, item in enumerate(items)
             if store is None or (item.key not in store.done and item.key not in earlier.features)]
-    group = None
-    if info.world_size > 1:
-        group = object_group()
+    if group is not None:
         todo = broadcast_from_main(todo, group)
+        if isinstance(todo, UserError):  # said before rank 0 exits (at leave), so before the launcher ends this rank
+            log.error("rank 0 stopped the job: %s", todo)
+            leave(group)
+            return EXIT_USAGE
     mine = shard([items[i] for i in todo], info)
     observer.prepared(extraction)
     if store is None:  # another rank: its results go to rank 0

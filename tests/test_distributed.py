@@ -139,4 +139,5 @@ def test_a_failing_rank_ends_the_job_with_its_message(tiny_tsn, tmp_path):
     )
     assert proc.returncode != 0
     assert "featx[rank 0]: error:" in proc.stderr and "not a featx partial store" in proc.stderr
+    assert "featx[rank 1]: error: rank 0 stopped the job: " in proc.stderr  # not waiting to be killed
     assert not out.exists()
