@@ -3,7 +3,7 @@
 load by those names (featx's own ResNets use ``ConvModule``'s, ``conv1.conv``/``conv1.bn``)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 from torch import Tensor, nn
 
@@ -48,3 +48,25 @@ class Bottleneck(nn.Module):
         out = self.bn2(self.conv2(out)).relu_()
         out = self.bn3(self.conv3(out))
         return out.add_(x if self.downsample is None else self.downsample(x)).relu_()
+
+
+class PlainResNet(nn.Module):
+    """The frame both share: a stem ``conv1``/``bn1`` (a subclass adds them and its pooling, and runs them), then
+    stages ``layer1..4`` of :meth:`add_stages`, run by :meth:`stages`."""
+
+    conv_norm_pairs = (("conv1", "bn1"),)
+
+    def add_stages(self, layers: Sequence[int], block: Callable[[int, int, int, int], nn.Module]) -> None:
+        """Stage ``i`` of ``layers[i]`` blocks ``block(i, in_channels, planes, stride)``: planes ``64 * 2**i``, out
+        ``4 * planes``, stride 2 at the first block of every stage after the first (the stem gives 64 channels)."""
+        in_channels = 64
+        for i, blocks in enumerate(layers):
+            planes = 64 * 2**i
+            stage = []
+            for n in range(blocks):
+                stage.append(block(i, in_channels, planes, 2 if i > 0 and n == 0 else 1))
+                in_channels = planes * 4
+            self.add_module(f"layer{i + 1}", nn.Sequential(*stage))
+
+    def stages(self, x: Tensor) -> Tensor:
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))

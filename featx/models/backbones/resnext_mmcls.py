@@ -9,21 +9,19 @@ from typing import Any, Sequence
 from torch import Tensor, nn
 
 from featx.errors import UserError
-from featx.models.plain_resnet import Bottleneck
+from featx.models.plain_resnet import Bottleneck, PlainResNet
 from featx.registry import MODELS
 
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 
 
 @MODELS.register("mmcls.ResNeXt")
-class ResNeXt(nn.Module):
+class ResNeXt(PlainResNet):
     """mmcls's ``ResNeXt(depth, groups, width_per_group)`` with its defaults (7x7 stem, ``pytorch`` style: the
     stride on the grouped 3x3 conv, whose width is ``groups * width_per_group * planes / 64``): input
     (N, 3, H, W), output the last stage (N, 2048, H / 32, W / 32). The other arguments it takes are for
     training (``frozen_stages``, ``norm_eval``, ``with_cp``, ``zero_init_residual``, ``drop_path_rate``:
     stochastic depth, off in eval mode) or initialisation (``init_cfg``)."""
-
-    conv_norm_pairs = (("conv1", "bn1"),)
 
     def __init__(self, depth: int, groups: int = 32, width_per_group: int = 4, num_stages: int = 4,
                  out_indices: Sequence[int] = (3,), style: str = "pytorch", frozen_stages: int = -1,
@@ -39,18 +37,9 @@ class ResNeXt(nn.Module):
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        in_channels = 64
-        for i, blocks in enumerate(STAGE_BLOCKS[depth]):
-            planes = 64 * 2**i
-            stage = []
-            for n in range(blocks):
-                stride = 2 if i > 0 and n == 0 else 1
-                stage.append(Bottleneck(in_channels, groups * width_per_group * planes // 64, planes * 4,
-                                        conv1_kernel=(1, 1), conv2_kernel=(3, 3), stride=(stride, stride),
-                                        groups=groups))
-                in_channels = planes * 4
-            self.add_module(f"layer{i + 1}", nn.Sequential(*stage))
+        self.add_stages(STAGE_BLOCKS[depth], lambda i, in_channels, planes, stride: Bottleneck(
+            in_channels, groups * width_per_group * planes // 64, planes * 4, conv1_kernel=(1, 1), conv2_kernel=(3, 3),
+            stride=(stride, stride), groups=groups))
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.maxpool(self.bn1(self.conv1(x)).relu_())
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.stages(self.maxpool(self.bn1(self.conv1(x)).relu_()))
