@@ -14,8 +14,7 @@ one JSON line with everything.
 Variants: ``baseline`` does what the reference loop does (torch DataLoader with workers_per_gpu
 workers, one video per batch, float32 normalisation on the host, NCHW, no BatchNorm folding,
 frames requested in the sampler's order); ``default`` is featx as a user runs it; ``bf16`` is the
-default with ``--precision bf16``; ``bf16-autocast`` what bf16 was before its weights were stored in
-bf16 (autocast over the float32 model, no oneDNN fusion); ``sorted`` the default with ``--decode-order sorted``; ``torchcodec`` the default with
+default with ``--precision bf16``; ``sorted`` the default with ``--decode-order sorted``; ``torchcodec`` the default with
 ``--decoder torchcodec`` (its decode seconds against the default's are decord against torchcodec); ``1worker``
 the default with one decoding process; ``glibc-malloc`` the default with glibc's allocator left as it
 is (the CLI makes it keep freed memory on a CPU); ``unbounded`` the default with every view of a batch
@@ -26,7 +25,6 @@ video's views per batch, ``videos_per_gpu``). The baseline runs first, then ``gl
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import resource
@@ -47,7 +45,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from featx.config import read_config  # noqa: E402
 from featx.data import VideoDataset, VideoItem, build_pipeline, read_video_list  # noqa: E402
-from featx import extraction as featx_extraction  # noqa: E402
 from featx.memory import ForwardSize  # noqa: E402
 from featx.extraction import FeatureExtractor, batched, extract, prepare_model, select_device  # noqa: E402
 from featx.result import VideoResult  # noqa: E402
@@ -107,21 +104,6 @@ def flops_per_view(config: Any, items: list[VideoItem]) -> float:
     with torch.inference_mode(), counter:
         model.forward_views(imgs[None, :group].float())
     return counter.get_total_flops() / group
-
-
-@contextlib.contextmanager
-def autocast_only() -> Iterator[None]:
-    """bf16 as featx ran it before its weights were stored in bf16: autocast over the float32 model,
-    aten convolutions (no oneDNN fusion)."""
-    patched = {"store_weights_in": lambda model, dtype: model, "use_onednn_fusion": lambda model: False}
-    saved = {name: getattr(featx_extraction, name) for name in patched}
-    for name, replacement in patched.items():
-        setattr(featx_extraction, name, replacement)
-    try:
-        yield
-    finally:
-        for name, original in saved.items():
-            setattr(featx_extraction, name, original)
 
 
 def measure(name: str, results: Iterator[VideoResult], timings: dict[str, float]) -> dict[str, Any]:
@@ -192,8 +174,7 @@ def run_baseline(options: RunOptions, items: list[VideoItem]) -> dict[str, Any]:
 
 def run_featx(name: str, options: RunOptions, items: list[VideoItem], fill_forwards: bool = True) -> dict[str, Any]:
     """featx's run of ``options``, as the command runs it, without writing an output."""
-    with autocast_only() if name == "bf16-autocast" else contextlib.nullcontext():
-        extraction = Extraction.prepare(options)
+    extraction = Extraction.prepare(options)
     extraction.fill_forwards = fill_forwards
     result = measure(name, extraction.results(items), extraction.timings)
     result["views_per_forward"] = extraction.extractor.forward_size.views if extraction.extractor.forward_size else 0
@@ -238,7 +219,6 @@ def main() -> None:
             "default": base,
             "1worker": replace(base, workers=1),
             "bf16": replace(base, precision="bf16"),
-            "bf16-autocast": replace(base, precision="bf16"),
             "sorted": replace(base, decode_order="sorted"),
             "torchcodec": replace(base, decoder="torchcodec"),
             "glibc-malloc": replace(base, keep_freed_memory=False),

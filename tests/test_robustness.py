@@ -106,8 +106,10 @@ def test_strict_stops_at_the_first_failure(golden_checkpoint, mixed_root, tmp_pa
 
 @pytest.fixture(scope="module")
 def slow_video(tmp_path_factory):
-    """A 1080p video whose decoding takes several seconds with PyAV (it decodes the file twice)."""
-    return encode_video(tmp_path_factory.mktemp("slow") / "slow.mp4", (gradient_frame(t, 1080, 1920) for t in range(300)))
+    """A 1080p video whose decoding takes several seconds with PyAV (it decodes the file twice): about 4 s here,
+    twice the time limit below (x264's veryfast preset: half the encoding time of its default)."""
+    return encode_video(tmp_path_factory.mktemp("slow") / "slow.mp4", (gradient_frame(t, 1080, 1920) for t in range(360)),
+                        options={"preset": "veryfast"})
 
 
 def test_a_decoder_past_the_time_limit_is_killed_and_the_run_goes_on(golden_checkpoint, slow_video, tmp_path):
