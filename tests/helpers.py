@@ -32,6 +32,8 @@ from torch import nn
 from featx.config import read_config
 from featx.extraction import autocast, prepare_model
 from featx.models import build_model, fuse_conv_bn, to_channels_last, use_onednn_fusion
+from featx.options import RunOptions
+from featx.runner import prepared_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
@@ -135,6 +137,14 @@ def rel_error(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> flo
     """max|a-b| / max|b|, the fixtures' measure (numpy arrays or tensors)."""
     a, b = (np.asarray(x.detach() if isinstance(x, torch.Tensor) else x, np.float64) for x in (a, b))
     return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+def model_input(config: str | Path, cfg_options: dict[str, Any], video: Path) -> np.ndarray:
+    """The model input for ``video`` (its views, float32) as a run makes it: the config's test pipeline, as the
+    workers run it, then the normalisation the device applies (a final ``Normalize``, a 1.x data preprocessor)."""
+    _, pipeline, normalize = prepared_config(RunOptions(str(config), "", cfg_options=cfg_options))
+    imgs = torch.as_tensor(pipeline({"filename": str(video), "start_index": 0})["imgs"])
+    return (imgs if normalize is None else normalize.normalize_tensor(imgs, channel_dim=1)).numpy()
 
 
 def assert_input_stats(imgs: np.ndarray, stats: dict[str, Any], name: str) -> None:
