@@ -14,7 +14,8 @@ one JSON line with everything.
 Variants: ``baseline`` does what the reference loop does (torch DataLoader with workers_per_gpu
 workers, one video per batch, float32 normalisation on the host, NCHW, no BatchNorm folding,
 frames requested in the sampler's order); ``default`` is featx as a user runs it; ``bf16`` is the
-default with ``--precision bf16``; ``sorted`` the default with ``--decode-order sorted``; ``torchcodec`` the default with
+default with ``--precision bf16``; ``sorted`` the default with ``--decode-order sorted``, ``bf16-sorted``
+with both; ``torchcodec`` the default with
 ``--decoder torchcodec`` (its decode seconds against the default's are decord against torchcodec); ``1worker``
 the default with one decoding process; ``glibc-malloc`` the default with glibc's allocator left as it
 is (the CLI makes it keep freed memory on a CPU); ``unbounded`` the default with every view of a batch
@@ -220,6 +221,7 @@ def main() -> None:
             "1worker": replace(base, workers=1),
             "bf16": replace(base, precision="bf16"),
             "sorted": replace(base, decode_order="sorted"),
+            "bf16-sorted": replace(base, precision="bf16", decode_order="sorted"),
             "torchcodec": replace(base, decoder="torchcodec"),
             "glibc-malloc": replace(base, keep_freed_memory=False),
             "unbounded": replace(base, max_memory="1T"),
