@@ -154,7 +154,7 @@ def size_forward(forward: Callable[[torch.Tensor], torch.Tensor], views: torch.T
     meter = _PeakMeter(device)
     if not meter.works:
         return ForwardSize(group * 8, group, "memory use not measurable here: 8 view groups"), None
-    leading = views[:group * min(4, len(views) // group)].split(group)
+    leading = views[:group * max(1, min(4, len(views) // group))].split(group)  # (not whole groups: the model says so)
     # The probes' groups: 0 (warm-up), 1, then 2 and 3 together, taken modulo the groups the sample has.
     probes = [[i % len(leading) for i in ids] for ids in ([0], [1], [2, 3])]
     inputs = [torch.cat([leading[i] for i in ids]) for ids in probes]
