@@ -155,18 +155,15 @@ def size_forward(forward: Callable[[torch.Tensor], torch.Tensor], views: torch.T
     if not meter.works:
         return ForwardSize(group * 8, group, "memory use not measurable here: 8 view groups"), None
     leading = views[:group * max(1, min(4, len(views) // group))].split(group)  # (not whole groups: the model says so)
-    # The probes' groups: 0 (warm-up), 1, then 2 and 3 together, taken modulo the groups the sample has.
-    probes = [[i % len(leading) for i in ids] for ids in ([0], [1], [2, 3])]
-    inputs = [torch.cat([leading[i] for i in ids]) for ids in probes]
-    outputs = [forward(inputs[0])]  # warm-up: one-off allocations (oneDNN's primitives, prepacked weights) stay
-    one_peak = meter(lambda: outputs.append(forward(inputs[1])))
-    two_peak = meter(lambda: outputs.append(forward(inputs[2])))
+    # Groups 0 (warm-up), 1, then 2 and 3 together, modulo the groups the sample has: the first len(leading)
+    # of 0, 1, 2, 3 modulo len(leading) are 0 .. len(leading) - 1, so the outputs begin with the leading groups'.
+    g0, g1, g2, g3 = (leading[i % len(leading)] for i in range(4))
+    two = torch.cat([g2, g3])
+    outputs = [forward(g0)]  # warm-up: one-off allocations (oneDNN's primitives, prepacked weights) stay
+    one_peak = meter(lambda: outputs.append(forward(g1)))
+    two_peak = meter(lambda: outputs.append(forward(two)))
     per_group = two_peak - one_peak if two_peak > one_peak else max(two_peak, 1) / 2
     fixed = max(0, one_peak - per_group)
     groups = max(1, math.floor((budget - fixed) / per_group))
-    computed = {}
-    for ids, out in zip(probes, outputs):
-        for i, part in zip(ids, out.split(group)):
-            computed.setdefault(i, part)
     size = ForwardSize(groups * group, group, f"{gib(per_group / group)} a view measured, {source}")
-    return size, torch.cat([computed[i] for i in range(len(leading))])
+    return size, torch.cat(outputs)[:len(leading) * group]

@@ -51,8 +51,8 @@ class Bottleneck(nn.Module):
 
 
 class PlainResNet(nn.Module):
-    """The frame both share: a stem ``conv1``/``bn1`` (a subclass adds them and its pooling, and runs them), then
-    stages ``layer1..4`` of :meth:`add_stages`, run by :meth:`stages`."""
+    """What OmniResNet and mmcls's ResNeXt share: a stem ``conv1``/``bn1`` (a subclass adds them and its pooling,
+    and runs them), then stages ``layer1..4`` of :meth:`add_stages`, run by :meth:`stages`."""
 
     conv_norm_pairs = (("conv1", "bn1"),)
 
